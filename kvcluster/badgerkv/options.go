@@ -1,0 +1,90 @@
+package badgerkv
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+)
+
+// Options configure a Store. The zero value is not valid: set Dir or
+// InMemory. Each field's default is applied by Open when the field is zero.
+type Options struct {
+	// Dir is the directory holding the Badger files. Required unless
+	// InMemory is set; it is created if missing.
+	Dir string
+
+	// InMemory keeps everything in memory: nothing is written to disk and
+	// nothing survives Close. For tests.
+	InMemory bool
+
+	// MemTableBytes is the size of one Badger memtable. It also bounds one
+	// atomic commit: a transaction's writes may take at most 15% of it
+	// (Badger's batch limit), so the 64 MiB default allows about 9 MiB or
+	// about 90,000 writes per transaction. Default 64 MiB.
+	MemTableBytes int64
+
+	// CommitQueueMax bounds the commits waiting for the committer; a
+	// committer that is behind makes Commit wait (under its context) rather
+	// than queue without limit. Default 4096.
+	CommitQueueMax int
+
+	// GroupCommitsMax bounds how many transactions share one sync.
+	// Default 1024.
+	GroupCommitsMax int
+
+	// Logger receives Badger's warnings and errors. Default: discarded.
+	Logger *slog.Logger
+}
+
+const (
+	memTableBytesDefault   = 64 << 20
+	commitQueueMaxDefault  = 4096
+	groupCommitsMaxDefault = 1024
+)
+
+func (o *Options) ensureDefaults() {
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = memTableBytesDefault
+	}
+	if o.CommitQueueMax == 0 {
+		o.CommitQueueMax = commitQueueMaxDefault
+	}
+	if o.GroupCommitsMax == 0 {
+		o.GroupCommitsMax = groupCommitsMaxDefault
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.Dir == "" && !o.InMemory {
+		errs = append(errs, errors.New("Dir is required unless InMemory is set"))
+	}
+	if o.Dir != "" && o.InMemory {
+		errs = append(errs, errors.New("Dir and InMemory are mutually exclusive"))
+	}
+	if o.MemTableBytes < 4<<20 {
+		errs = append(errs, fmt.Errorf("MemTableBytes %d is below the 4 MiB minimum", o.MemTableBytes))
+	}
+	if o.CommitQueueMax < 1 {
+		errs = append(errs, fmt.Errorf("CommitQueueMax %d must be positive", o.CommitQueueMax))
+	}
+	if o.GroupCommitsMax < 1 {
+		errs = append(errs, fmt.Errorf("GroupCommitsMax %d must be positive", o.GroupCommitsMax))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("badgerkv: invalid options: %w", err)
+	}
+	return nil
+}
+
+// badgerLogger adapts slog to Badger's logger, keeping warnings and errors.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Infof(string, ...any)  {}
+func (b badgerLogger) Debugf(string, ...any) {}

@@ -1,0 +1,390 @@
+// Package badgerkv is the single-node KvCluster: one embedded Badger
+// database, the default storage of a ShaleDB node.
+//
+// Badger runs in managed mode: this package, not Badger, hands out
+// timestamps and detects conflicts. Every key is stored in versions, one per
+// commit timestamp; a transaction reads the versions at or below its read
+// timestamp (its snapshot).
+//
+// # The commit pipeline
+//
+// Badger syncs once per write request and has no group commit. Here every
+// Commit goes through one committer goroutine, which takes every commit
+// waiting in its queue, checks each for write-write conflicts
+// (first-committer-wins against all commits newer than the transaction's
+// snapshot and against those earlier in the same group), writes the
+// survivors as one Badger transaction at one new commit timestamp, syncs
+// once, then publishes the timestamp to readers and acknowledges each
+// commit. One sync is shared by as many transactions as were waiting, so
+// throughput grows with the number of concurrent committers while each
+// acknowledgement still follows its fsync.
+//
+// A group is one Badger transaction, so after a crash it is replayed whole or
+// not at all; transactions of one group write disjoint keys, so sharing a
+// timestamp makes them neither more nor less visible than they are: readers
+// only ever see published timestamps, which come after the sync.
+package badgerkv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/shaledb/shaledb/kvcluster"
+)
+
+// Store is a KvCluster on one Badger database.
+type Store struct {
+	opts Options
+	db   *badger.DB
+
+	// closeMu is held for reading by every operation that touches db and
+	// for writing by Close, so db is never used after it is closed.
+	closeMu sync.RWMutex
+	closed  bool
+
+	// visibleTs is the newest commit timestamp whose group is durable;
+	// new transactions read at it.
+	visibleTs atomic.Uint64
+
+	// active counts open transactions per read timestamp, so the committer
+	// knows which conflict history it may forget and Badger which versions
+	// it may discard.
+	activeMu sync.Mutex
+	active   map[uint64]int
+
+	queue     chan *commitReq
+	stop      chan struct{}
+	committed chan struct{} // closed when the committer has exited
+	committer committer
+}
+
+var _ kvcluster.KvCluster = (*Store)(nil)
+
+// Open opens (creating if needed) the store described by opts.
+func Open(opts Options) (*Store, error) {
+	opts.ensureDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	bopts := badger.DefaultOptions(opts.Dir).
+		WithInMemory(opts.InMemory).
+		WithSyncWrites(!opts.InMemory).
+		WithDetectConflicts(false).
+		WithMemTableSize(opts.MemTableBytes).
+		WithNumVersionsToKeep(1).
+		WithValueThreshold(valueThresholdBytes).
+		WithNumCompactors(2).
+		WithLogger(nil)
+	if opts.Logger != nil {
+		bopts = bopts.WithLogger(badgerLogger{opts.Logger})
+	}
+	db, err := badger.OpenManaged(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("badgerkv: open %q: %w", opts.Dir, err)
+	}
+	s := &Store{
+		opts:      opts,
+		db:        db,
+		active:    make(map[uint64]int),
+		queue:     make(chan *commitReq, opts.CommitQueueMax),
+		stop:      make(chan struct{}),
+		committed: make(chan struct{}),
+	}
+	last := db.MaxVersion()
+	s.visibleTs.Store(last)
+	s.committer = committer{
+		s:          s,
+		lastTs:     last,
+		seed:       maphash.MakeSeed(),
+		recent:     make(map[uint64]uint64),
+		batchBytes: int64(float64(db.MaxBatchSize()) * 0.9),
+		batchCount: int64(float64(db.MaxBatchCount()) * 0.9),
+	}
+	go s.committer.run()
+	return s, nil
+}
+
+// Begin implements kvcluster.KvCluster.
+func (s *Store) Begin(ctx context.Context, opts kvcluster.TxnOptions) (kvcluster.Txn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return nil, kvcluster.ErrClosed
+	}
+	s.activeMu.Lock()
+	readTs := s.visibleTs.Load()
+	s.active[readTs]++
+	s.activeMu.Unlock()
+	return &txn{
+		s:        s,
+		readTs:   readTs,
+		readOnly: opts.ReadOnly,
+		snap:     s.db.NewTransactionAt(readTs, false),
+	}, nil
+}
+
+// endTxn forgets a transaction's read timestamp.
+func (s *Store) endTxn(readTs uint64) {
+	s.activeMu.Lock()
+	if n := s.active[readTs]; n <= 1 {
+		delete(s.active, readTs)
+	} else {
+		s.active[readTs] = n - 1
+	}
+	s.activeMu.Unlock()
+}
+
+// oldestReadTs is the smallest read timestamp any open or future
+// transaction can have.
+func (s *Store) oldestReadTs() uint64 {
+	s.activeMu.Lock()
+	defer s.activeMu.Unlock()
+	oldest := s.visibleTs.Load()
+	for ts := range s.active {
+		if ts < oldest {
+			oldest = ts
+		}
+	}
+	return oldest
+}
+
+// Close implements kvcluster.KvCluster.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.closeMu.Unlock()
+	// No operation holds closeMu now, and none will start: every commit
+	// that was handed to the committer has been answered.
+	close(s.stop)
+	<-s.committed
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("badgerkv: close: %w", err)
+	}
+	return nil
+}
+
+// entryOverheadBytes is what Badger's Txn.checkSize adds to each entry: two
+// meta bytes and the version suffix.
+const entryOverheadBytes = 2 + 10
+
+// valueThresholdBytes keeps every value inside the LSM tree: values are at
+// most kvcluster.ValueSizeMax, below it, so there is no value log to
+// garbage-collect (and in-memory mode, which has none, works).
+const valueThresholdBytes = 1 << 20
+
+// entryBytes is what Badger charges an entry against its batch limit.
+func entryBytes(key, value []byte) int64 {
+	return int64(len(key)) + int64(len(value)) + entryOverheadBytes
+}
+
+// commitReq is one transaction handed to the committer.
+type commitReq struct {
+	// state is reqPending until the committer takes it or Commit gives up
+	// on it; whichever changes it first decides.
+	state  atomic.Int32
+	readTs uint64
+	writes []*write
+	bytes  int64
+	done   chan error // receives exactly one result
+}
+
+const (
+	reqPending int32 = iota
+	reqTaken
+	reqCancelled
+)
+
+// committer is the state owned by the committer goroutine.
+type committer struct {
+	s      *Store
+	lastTs uint64
+	seed   maphash.Seed
+	// recent maps the fingerprint of every key written by a commit that an
+	// open transaction may not have seen to that commit's timestamp.
+	recent map[uint64]uint64
+	// history lists what recent holds, oldest first, to forget it in order.
+	history []groupWrites
+	// batchBytes and batchCount bound one Badger transaction.
+	batchBytes, batchCount int64
+	sinceGC                int
+}
+
+type groupWrites struct {
+	ts  uint64
+	fps []uint64
+}
+
+// group is the commits that will share one timestamp and one sync.
+type group struct {
+	ts    uint64
+	reqs  []*commitReq
+	fps   []uint64
+	bytes int64
+	count int64
+}
+
+func (c *committer) run() {
+	defer close(c.s.committed)
+	batch := make([]*commitReq, 0, c.s.opts.GroupCommitsMax)
+	for {
+		select {
+		case <-c.s.stop:
+			c.failQueued()
+			return
+		case req := <-c.s.queue:
+			batch = append(batch[:0], req)
+		}
+	drain:
+		for len(batch) < c.s.opts.GroupCommitsMax {
+			select {
+			case req := <-c.s.queue:
+				batch = append(batch, req)
+			default:
+				break drain
+			}
+		}
+		c.commitBatch(batch)
+		clear(batch)
+	}
+}
+
+// failQueued answers commits still queued at Close. Close holds off new
+// ones, so the queue is empty in practice; this is belt and braces.
+func (c *committer) failQueued() {
+	for {
+		select {
+		case req := <-c.s.queue:
+			if req.state.CompareAndSwap(reqPending, reqTaken) {
+				req.done <- kvcluster.ErrClosed
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (c *committer) commitBatch(batch []*commitReq) {
+	g := &group{ts: c.lastTs + 1}
+	for _, req := range batch {
+		if !req.state.CompareAndSwap(reqPending, reqTaken) {
+			continue // its Commit gave up before we got to it
+		}
+		if c.conflicts(req) {
+			req.done <- fmt.Errorf("badgerkv: commit: %w", kvcluster.ErrWriteConflict)
+			continue
+		}
+		if len(g.reqs) > 0 && (g.bytes+req.bytes > c.batchBytes || g.count+int64(len(req.writes)) > c.batchCount) {
+			c.flush(g)
+			g = &group{ts: c.lastTs + 1}
+		}
+		g.reqs = append(g.reqs, req)
+		g.bytes += req.bytes
+		g.count += int64(len(req.writes))
+		for _, w := range req.writes {
+			fp := maphash.Bytes(c.seed, w.key)
+			c.recent[fp] = g.ts
+			g.fps = append(g.fps, fp)
+		}
+	}
+	if len(g.reqs) > 0 {
+		c.flush(g)
+	}
+	c.sinceGC++
+	if c.sinceGC >= 64 || len(c.recent) > 1<<20 {
+		c.sinceGC = 0
+		c.forget()
+	}
+}
+
+// conflicts reports whether a key req wrote was written by a commit newer
+// than req's snapshot.
+func (c *committer) conflicts(req *commitReq) bool {
+	for _, w := range req.writes {
+		if ts, ok := c.recent[maphash.Bytes(c.seed, w.key)]; ok && ts > req.readTs {
+			return true
+		}
+	}
+	return false
+}
+
+// flush writes and syncs one group, publishes its timestamp and answers its
+// commits.
+func (c *committer) flush(g *group) {
+	err := c.write(g)
+	if err == nil {
+		c.lastTs = g.ts
+		c.s.visibleTs.Store(g.ts)
+		c.history = append(c.history, groupWrites{ts: g.ts, fps: g.fps})
+	} else {
+		// Nothing of the group is visible; forget its keys so they do not
+		// fail later commits, and do not reuse its timestamp.
+		for _, fp := range g.fps {
+			if c.recent[fp] == g.ts {
+				delete(c.recent, fp)
+			}
+		}
+		c.lastTs = g.ts
+		err = fmt.Errorf("badgerkv: commit: %w", err)
+	}
+	for _, req := range g.reqs {
+		req.done <- err
+	}
+}
+
+func (c *committer) write(g *group) error {
+	btxn := c.s.db.NewTransactionAt(math.MaxUint64, true)
+	defer btxn.Discard()
+	for _, req := range g.reqs {
+		for _, w := range req.writes {
+			var err error
+			if w.deleted {
+				err = btxn.Delete(w.key)
+			} else {
+				err = btxn.Set(w.key, w.value)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	// With SyncWrites, Badger syncs its write-ahead log before this returns.
+	return btxn.CommitAt(g.ts, nil)
+}
+
+// forget drops conflict history that no open or future transaction can
+// conflict with, and lets Badger discard versions no snapshot can read.
+func (c *committer) forget() {
+	oldest := c.s.oldestReadTs()
+	i := 0
+	for ; i < len(c.history) && c.history[i].ts <= oldest; i++ {
+		for _, fp := range c.history[i].fps {
+			if c.recent[fp] == c.history[i].ts {
+				delete(c.recent, fp)
+			}
+		}
+	}
+	c.history = append(c.history[:0], c.history[i:]...)
+	c.s.db.SetDiscardTs(oldest)
+}
+
+// errClosedOrNil maps Badger's closed-DB error to ours.
+func errClosedOrNil(err error) error {
+	if errors.Is(err, badger.ErrDBClosed) {
+		return kvcluster.ErrClosed
+	}
+	return err
+}

@@ -1,0 +1,134 @@
+// Package kvcluster defines KvCluster, the ordered, consistent, transactional
+// key-value store that every layer of ShaleDB above storage is built on.
+//
+// Two implementations satisfy it: kvcluster/badgerkv (one node, embedded, the
+// default) and a raft-replicated multi-shard one. Both must pass the
+// conformance suite in kvcluster/kvtest unchanged; code above this package
+// never learns which one it runs on.
+//
+// # Isolation
+//
+// Every transaction runs under snapshot isolation:
+//
+//   - All reads of a transaction (Get and Scan) see one consistent snapshot:
+//     every transaction that committed before Begin returned, and no part of
+//     any transaction that had not, plus the transaction's own writes.
+//   - Commit is first-committer-wins: if any key the transaction wrote was
+//     also written by another transaction that committed after this one's
+//     snapshot was taken, Commit fails with an error for which IsRetryable
+//     reports true (ErrWriteConflict) and nothing of the transaction is
+//     applied. Of two concurrent transactions that write a common key, at most
+//     one commits.
+//   - A commit is atomic: all of its writes become visible together, or none
+//     of them do, also across a crash.
+//   - A commit is durable: once Commit returns nil, the writes survive a crash
+//     of the process (and, for implementations that say so, of the machine).
+//
+// Snapshot isolation is weaker than serializability: two transactions that
+// read overlapping data and write disjoint keys can both commit (write skew).
+// Layers above that need more take it into their own hands, for example by
+// writing the key they depend on.
+//
+// # Keys and values
+//
+// Keys are arbitrary non-empty byte strings up to KeySizeMax bytes, ordered by
+// bytes.Compare. Values are byte strings up to ValueSizeMax bytes; an empty
+// value is a value (distinct from absence).
+package kvcluster
+
+import (
+	"context"
+)
+
+// Limits every implementation enforces, so that code above behaves the same
+// on every implementation. Exceeding them returns ErrInvalidArgument (sizes)
+// or ErrTxnTooLarge (a transaction's total).
+const (
+	// KeySizeMax is the largest key, in bytes.
+	KeySizeMax = 16 << 10
+	// ValueSizeMax is the largest value, in bytes. Larger SQL values are
+	// the record layer's to split.
+	ValueSizeMax = 512 << 10
+)
+
+// KvCluster is an ordered, transactional key-value store. It is safe for
+// concurrent use by many goroutines.
+type KvCluster interface {
+	// Begin starts a transaction whose reads see a snapshot taken now.
+	// A read-only transaction (opts.ReadOnly) rejects writes with
+	// ErrReadOnly and costs nothing to commit. The caller must end every
+	// transaction with Commit or Rollback; an open transaction holds back
+	// garbage collection of old versions. After Close, Begin returns
+	// ErrClosed.
+	Begin(ctx context.Context, opts TxnOptions) (Txn, error)
+
+	// Close waits for commits already being written, fails queued and
+	// future operations with ErrClosed, and releases the store. Calling it
+	// more than once is harmless.
+	Close() error
+}
+
+// TxnOptions configure one transaction. The zero value is a read-write
+// transaction.
+type TxnOptions struct {
+	// ReadOnly transactions may not write.
+	ReadOnly bool
+}
+
+// KeyValue is one entry returned by Scan. Key and Value are owned by the
+// caller: the store never touches them again.
+type KeyValue struct {
+	Key   []byte
+	Value []byte
+}
+
+// ScanOptions bound one Scan.
+type ScanOptions struct {
+	// Limit is the most entries returned; it must be positive.
+	Limit int
+	// Reverse returns entries in descending key order, starting from the
+	// largest key below End.
+	Reverse bool
+}
+
+// Txn is one transaction. It is not safe for concurrent use: one goroutine
+// at a time. After Commit or Rollback every method but Rollback returns
+// ErrTxnDone. After the store is closed, every method returns ErrClosed.
+//
+// Slices passed in may be reused by the caller as soon as the call returns;
+// slices returned are owned by the caller.
+type Txn interface {
+	// Get returns the value of key in the transaction's snapshot,
+	// overlaid with its own writes. found is false if the key has no value.
+	Get(ctx context.Context, key []byte) (value []byte, found bool, err error)
+
+	// Scan returns up to opts.Limit entries with start <= key < end, in
+	// ascending key order (descending with opts.Reverse), from the
+	// transaction's snapshot overlaid with its own writes (a key it deleted
+	// is absent, one it put has the new value). A nil end means no upper
+	// bound; start may be nil or empty for no lower bound. To continue a
+	// scan that hit its limit, scan again from the successor of the last
+	// key returned (forward) or up to the last key returned (reverse).
+	Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, error)
+
+	// Put sets key to value when the transaction commits.
+	Put(ctx context.Context, key, value []byte) error
+
+	// Delete removes key when the transaction commits. Deleting an absent
+	// key is not an error.
+	Delete(ctx context.Context, key []byte) error
+
+	// Commit applies every write atomically and durably, or none of them.
+	// It fails with ErrWriteConflict (retryable) when another transaction
+	// committed a write to a key this one wrote after this one's snapshot.
+	// If ctx ends before the commit was handed to storage, Commit returns
+	// ctx's error and nothing is applied; once handed over, Commit waits for
+	// the outcome, so a nil error always means committed and any error
+	// means not committed.
+	Commit(ctx context.Context) error
+
+	// Rollback discards the transaction. It is safe to call after Commit
+	// (doing nothing) and more than once, so `defer txn.Rollback()` is the
+	// idiom.
+	Rollback()
+}
