@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // Options configure a Store. The zero value is not valid: set Dir or
@@ -32,6 +33,13 @@ type Options struct {
 	// Default 1024.
 	GroupCommitsMax int
 
+	// GroupLinger is how long the committer waits for more commits when
+	// fewer are waiting than its last group held: the committers of that
+	// group usually come back within microseconds, and one sync for all of
+	// them beats two half-full ones. A lone committer never waits. Zero
+	// takes the default, 100µs; negative disables lingering.
+	GroupLinger time.Duration
+
 	// Logger receives Badger's warnings and errors. Default: discarded.
 	Logger *slog.Logger
 }
@@ -40,6 +48,7 @@ const (
 	memTableBytesDefault   = 64 << 20
 	commitQueueMaxDefault  = 4096
 	groupCommitsMaxDefault = 1024
+	groupLingerDefault     = 100 * time.Microsecond
 )
 
 func (o *Options) ensureDefaults() {
@@ -51,6 +60,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.GroupCommitsMax == 0 {
 		o.GroupCommitsMax = groupCommitsMaxDefault
+	}
+	if o.GroupLinger == 0 {
+		o.GroupLinger = groupLingerDefault
 	}
 }
 

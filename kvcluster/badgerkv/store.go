@@ -33,6 +33,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -240,6 +241,9 @@ type group struct {
 func (c *committer) run() {
 	defer close(c.s.committed)
 	batch := make([]*commitReq, 0, c.s.opts.GroupCommitsMax)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	lastGroup := 0
 	for {
 		select {
 		case <-c.s.stop:
@@ -257,6 +261,23 @@ func (c *committer) run() {
 				break drain
 			}
 		}
+		// The committers of the last group are likely on their way back
+		// with their next commit: wait briefly for them rather than spend a
+		// whole sync on a partial group (Postgres's commit_delay, adaptive).
+		if len(batch) < lastGroup && c.s.opts.GroupLinger > 0 {
+			linger.Reset(c.s.opts.GroupLinger)
+		wait:
+			for len(batch) < lastGroup {
+				select {
+				case req := <-c.s.queue:
+					batch = append(batch, req)
+				case <-linger.C:
+					break wait
+				}
+			}
+			linger.Stop()
+		}
+		lastGroup = len(batch)
 		c.commitBatch(batch)
 		clear(batch)
 	}
