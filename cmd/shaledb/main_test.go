@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/kvcluster/badgerkv"
+	"github.com/shaledb/shaledb/migrations"
+	"github.com/shaledb/shaledb/sql/keys"
+)
+
+// syncBuffer is a bytes.Buffer safe to read while start writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestStartServesHealthAndStops(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- start(ctx, startConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0"}, &out, io.Discard) }()
+	var url string
+	for deadline := time.Now().Add(20 * time.Second); url == "" && time.Now().Before(deadline); {
+		url = regexp.MustCompile(`http://\S+/healthz`).FindString(out.String())
+		time.Sleep(10 * time.Millisecond)
+	}
+	if url == "" {
+		cancel()
+		t.Fatalf("no health URL printed; output:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "system (id 1)") {
+		t.Errorf("start did not report the system tenant:\n%s", out.String())
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {
+		t.Fatalf("healthz: %d %q", resp.StatusCode, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("start returned %v after cancel", err)
+	}
+	// The store was closed cleanly: it opens again.
+	s, err := badgerkv.Open(badgerkv.Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("reopen after shutdown: %v", err)
+	}
+	s.Close()
+}
+
+func TestStartRefusesNewerFormat(t *testing.T) {
+	dir := t.TempDir()
+	s, err := badgerkv.Open(badgerkv.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_ = kvcluster.Update(ctx, s, 1, func(txn kvcluster.Txn) error {
+		return txn.Put(ctx, keys.MetaFormatVersion(), binary.BigEndian.AppendUint64(nil, migrations.Latest()+1))
+	})
+	s.Close()
+	err = start(ctx, startConfig{DataDir: dir}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "run a newer shaledb") {
+		t.Fatalf("start on a newer store: got %v", err)
+	}
+}
+
+func TestStartRefusesADirectoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	s, err := badgerkv.Open(badgerkv.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := start(context.Background(), startConfig{DataDir: dir}, io.Discard, io.Discard); err == nil {
+		t.Fatal("a second node opened a data directory in use")
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run([]string{"start"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Errorf("start without --data-dir: %v", err)
+	}
+	if err := run([]string{"frobnicate"}, &out, &errOut); err == nil {
+		t.Error("unknown command accepted")
+	}
+	if err := run([]string{"version"}, &out, &errOut); err != nil || !strings.Contains(out.String(), "store format") {
+		t.Errorf("version: %v %q", err, out.String())
+	}
+}
