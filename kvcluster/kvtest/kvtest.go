@@ -8,7 +8,8 @@
 // The suite checks the contract written in package kvcluster's doc comment:
 // key order, scan bounds and limits in both directions, read-your-writes,
 // atomicity, snapshot isolation, first-committer-wins, concurrency (run it
-// with -race), size limits and behaviour after Close. Subtests share one
+// with -race), size limits and behaviour after Close, and seeded random
+// interleavings of transactions against a reference model (model.go). Subtests share one
 // store and keep to key prefixes of their own, so a store that is costly to
 // start (a raft cluster) is started twice, not once per subtest.
 package kvtest
@@ -60,6 +61,7 @@ func Run(t *testing.T, open Opener) {
 		{"InvalidArguments", testInvalid},
 		{"TxnLifecycle", testLifecycle},
 		{"ContextCancelled", testContext},
+		{"ModelBasedInterleavings", testModel},
 	}
 	for i, tc := range tests {
 		p := prefix(fmt.Sprintf("kvtest/%02d/", i))
