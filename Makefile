@@ -71,9 +71,10 @@ crash: deps ## kill -9 the store $(CRASH_CYCLES) times and check every acknowled
 	CRASH_CYCLES=$(CRASH_CYCLES) $(GO) test -count=1 -run '^TestCrashRecovery$$' -v ./kvcluster/badgerkv | tail -3
 
 .PHONY: bench-kv
-bench-kv: deps ## Badger KvCluster benchmarks; results in benchmarks/results/
+bench-kv: deps ## KvCluster benchmarks, then side by side with PostgreSQL; results in benchmarks/results/
 	@mkdir -p $(RESULTS)
-	$(GO) test -run '^$$' -bench . -benchtime 3s -count 3 ./kvcluster/badgerkv | tee $(RESULTS)/$$(date +%Y-%m-%d)-kv.txt
+	$(GO) test -run '^$$' -bench . -benchtime 3s -count 3 ./kvcluster/badgerkv | tee $(RESULTS)/$$(date -u +%Y-%m-%d)-kv.txt
+	$(GO) run ./benchmarks/kvbaseline --duration 10s --out $(RESULTS)
 
 .PHONY: clean
 clean: ## remove build output (not $(DATA_DIR))

@@ -222,6 +222,14 @@ type committer struct {
 	// batchBytes and batchCount bound one Badger transaction.
 	batchBytes, batchCount int64
 	sinceGC                int
+	// failed is the first write error. A failed group may have left part
+	// of its entries in the memtable, which the next published timestamp
+	// would expose, so every later commit fails too until a restart
+	// replays the log (as PostgreSQL does after a failed fsync).
+	failed error
+	// writeFault, set only by tests, fails a group's write after part of
+	// it reached Badger's memtable.
+	writeFault func() error
 }
 
 type groupWrites struct {
@@ -304,6 +312,10 @@ func (c *committer) commitBatch(batch []*commitReq) {
 		if !req.state.CompareAndSwap(reqPending, reqTaken) {
 			continue // its Commit gave up before we got to it
 		}
+		if c.failed != nil {
+			req.done <- c.failed
+			continue
+		}
 		if c.conflicts(req) {
 			req.done <- fmt.Errorf("badgerkv: commit: %w", kvcluster.ErrWriteConflict)
 			continue
@@ -311,6 +323,10 @@ func (c *committer) commitBatch(batch []*commitReq) {
 		if len(g.reqs) > 0 && (g.bytes+req.bytes > c.batchBytes || g.count+int64(len(req.writes)) > c.batchCount) {
 			c.flush(g)
 			g = &group{ts: c.lastTs + 1}
+			if c.failed != nil {
+				req.done <- c.failed
+				continue
+			}
 		}
 		g.reqs = append(g.reqs, req)
 		g.bytes += req.bytes
@@ -351,15 +367,8 @@ func (c *committer) flush(g *group) {
 		c.s.visibleTs.Store(g.ts)
 		c.history = append(c.history, groupWrites{ts: g.ts, fps: g.fps})
 	} else {
-		// Nothing of the group is visible; forget its keys so they do not
-		// fail later commits, and do not reuse its timestamp.
-		for _, fp := range g.fps {
-			if c.recent[fp] == g.ts {
-				delete(c.recent, fp)
-			}
-		}
-		c.lastTs = g.ts
-		err = fmt.Errorf("badgerkv: commit: %w", err)
+		err = fmt.Errorf("badgerkv: commit: %w: %w", ErrStoreFailed, err)
+		c.failed = err
 	}
 	for _, req := range g.reqs {
 		req.done <- err
@@ -369,7 +378,12 @@ func (c *committer) flush(g *group) {
 func (c *committer) write(g *group) error {
 	btxn := c.s.db.NewTransactionAt(math.MaxUint64, true)
 	defer btxn.Discard()
-	for _, req := range g.reqs {
+	for i, req := range g.reqs {
+		if i == 1 && c.writeFault != nil {
+			if err := c.writeFault(); err != nil {
+				return err
+			}
+		}
 		for _, w := range req.writes {
 			var err error
 			if w.deleted {
@@ -401,6 +415,10 @@ func (c *committer) forget() {
 	c.history = append(c.history[:0], c.history[i:]...)
 	c.s.db.SetDiscardTs(oldest)
 }
+
+// ErrStoreFailed wraps the write error after which a store accepts no more
+// commits: reads go on, commits fail until the process reopens the store.
+var ErrStoreFailed = errors.New("store failed after a write error; restart the node")
 
 // errClosedOrNil maps Badger's closed-DB error to ours.
 func errClosedOrNil(err error) error {
