@@ -164,16 +164,13 @@ func BenchmarkPointGet(b *testing.B) {
 	preload(b, s)
 	ctx := context.Background()
 	runWorkers(b, 1, func(i int) error {
-		txn, err := s.Begin(ctx, kvcluster.TxnOptions{ReadOnly: true})
-		if err != nil {
+		return kvcluster.View(ctx, s, func(txn kvcluster.Txn) error {
+			_, ok, err := txn.Get(ctx, benchKey((i*7919)%preloadKeys))
+			if err == nil && !ok {
+				err = fmt.Errorf("key %d missing", i)
+			}
 			return err
-		}
-		defer txn.Rollback()
-		_, ok, err := txn.Get(ctx, benchKey((i*7919)%preloadKeys))
-		if err == nil && !ok {
-			err = fmt.Errorf("key %d missing", i)
-		}
-		return err
+		})
 	})
 }
 
@@ -184,16 +181,13 @@ func BenchmarkScan100(b *testing.B) {
 	preload(b, s)
 	ctx := context.Background()
 	runWorkers(b, 1, func(i int) error {
-		txn, err := s.Begin(ctx, kvcluster.TxnOptions{ReadOnly: true})
-		if err != nil {
+		return kvcluster.View(ctx, s, func(txn kvcluster.Txn) error {
+			start := (i * 7919) % (preloadKeys - 100)
+			kvs, err := txn.Scan(ctx, benchKey(start), nil, kvcluster.ScanOptions{Limit: 100})
+			if err == nil && len(kvs) != 100 {
+				err = fmt.Errorf("scan returned %d entries", len(kvs))
+			}
 			return err
-		}
-		defer txn.Rollback()
-		start := (i * 7919) % (preloadKeys - 100)
-		kvs, err := txn.Scan(ctx, benchKey(start), nil, kvcluster.ScanOptions{Limit: 100})
-		if err == nil && len(kvs) != 100 {
-			err = fmt.Errorf("scan returned %d entries", len(kvs))
-		}
-		return err
+		})
 	})
 }

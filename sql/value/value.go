@@ -196,14 +196,8 @@ func ParseNumeric(s string) (Numeric, error) {
 // bytes compare by bytes (the C collation), JSONB by bytes. It panics if the
 // kinds differ and neither is NULL: that is a bug in the caller.
 func Compare(a, b Value) int {
-	an, bn := a.Kind() == KindNull, b.Kind() == KindNull
-	switch {
-	case an && bn:
-		return 0
-	case an:
-		return 1
-	case bn:
-		return -1
+	if c, ok := sortLast(a.Kind() == KindNull, b.Kind() == KindNull); ok {
+		return c
 	}
 	if a.Kind() != b.Kind() {
 		panic(fmt.Sprintf("value.Compare: %s with %s", a.Kind(), b.Kind()))
@@ -243,15 +237,24 @@ func b2i(b bool) int {
 	return 0
 }
 
-func compareFloat(a, b float64) int {
-	an, bn := math.IsNaN(a), math.IsNaN(b)
+// sortLast orders two values of which either may be special (NULL, NaN),
+// specials above everything else and equal to each other. ok is false when
+// neither is special and the caller must compare them.
+func sortLast(aSpecial, bSpecial bool) (c int, ok bool) {
 	switch {
-	case an && bn:
-		return 0
-	case an:
-		return 1
-	case bn:
-		return -1
+	case aSpecial && bSpecial:
+		return 0, true
+	case aSpecial:
+		return 1, true
+	case bSpecial:
+		return -1, true
+	}
+	return 0, false
+}
+
+func compareFloat(a, b float64) int {
+	if c, ok := sortLast(math.IsNaN(a), math.IsNaN(b)); ok {
+		return c
 	}
 	return cmp.Compare(a, b) // -0 == 0 here
 }
@@ -259,14 +262,8 @@ func compareFloat(a, b float64) int {
 func isNaN(d *apd.Decimal) bool { return d.Form == apd.NaN || d.Form == apd.NaNSignaling }
 
 func compareNumeric(a, b *apd.Decimal) int {
-	an, bn := isNaN(a), isNaN(b)
-	switch {
-	case an && bn:
-		return 0
-	case an:
-		return 1
-	case bn:
-		return -1
+	if c, ok := sortLast(isNaN(a), isNaN(b)); ok {
+		return c
 	}
 	return a.Cmp(b)
 }
