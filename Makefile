@@ -1,8 +1,8 @@
 # ShaleDB. `make` alone lists the targets.
 #
-# Everything the targets need is installed here, idempotently: Go modules
-# come through the module proxy on first build. (Later targets add
-# PostgreSQL-as-oracle and etcd; see `make deps`.)
+# Everything the targets need is installed here, idempotently (`make deps`):
+# Go modules through the module proxy, gcc for cgo, and PostgreSQL 15 (the
+# oracle and benchmark baseline) from Debian's packages when missing.
 
 SHELL := /bin/bash
 # A failing command in a pipe (go test | tee) fails the recipe.
@@ -17,6 +17,7 @@ FUZZTIME  ?= 60s
 FUZZ_SHORT ?= 5s
 CRASH_CYCLES ?= 200
 RESULTS   := benchmarks/results
+PG_BIN    := /usr/lib/postgresql/15/bin
 
 # Fuzz targets: package and function name.
 FUZZ_TARGETS := \
@@ -35,6 +36,9 @@ help: ## list the targets
 deps: ## check the toolchain and fetch Go modules
 	@command -v $(GO) >/dev/null || { echo "Go is missing: install Go 1.26 into /usr/local/go"; exit 1; }
 	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc; }
+	@# PostgreSQL 15 is the oracle and the benchmark baseline (server, psql, pgbench).
+	@[ -x $(PG_BIN)/postgres ] && command -v psql >/dev/null && command -v pgbench >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15; }
 	@$(GO) mod download
 
 .PHONY: build
