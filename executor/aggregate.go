@@ -1,0 +1,208 @@
+package executor
+
+import (
+	"math"
+
+	"github.com/cockroachdb/apd/v3"
+
+	"github.com/shaledb/shaledb/planner"
+	"github.com/shaledb/shaledb/sql/encoding"
+	"github.com/shaledb/shaledb/sql/expr"
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/types"
+	"github.com/shaledb/shaledb/sql/value"
+)
+
+// accumulator is the running state of one aggregate in one group.
+type accumulator struct {
+	count int64
+	isum  int64
+	dsum  *apd.Decimal
+	fsum  float64
+	best  value.Value // min/max
+	seen  map[string]bool
+}
+
+type group struct {
+	key  []value.Value
+	accs []accumulator
+}
+
+func groupKey(vals []value.Value) string {
+	var b []byte
+	for _, v := range vals {
+		k, err := encoding.AppendKey(b, v, encoding.Ascending)
+		if err != nil { // not keyable (jsonb): its text is its identity
+			k = append(append(b, 0xfe), v.String()...)
+			k = append(k, 0)
+		}
+		b = k
+	}
+	return string(b)
+}
+
+func runAggregate(rt *Runtime, p *planner.Aggregate, emit Emit) error {
+	groups := map[string]*group{}
+	var order []*group
+	newGroup := func(key []value.Value) *group {
+		g := &group{key: key, accs: make([]accumulator, len(p.Aggs))}
+		order = append(order, g)
+		return g
+	}
+	err := run(rt, p.Input, func(row []value.Value) error {
+		key, err := rt.evalAll(p.GroupBy, row)
+		if err != nil {
+			return err
+		}
+		k := groupKey(key)
+		g := groups[k]
+		if g == nil {
+			g = newGroup(key)
+			groups[k] = g
+		}
+		for i := range p.Aggs {
+			if err := accumulate(rt, &p.Aggs[i], &g.accs[i], row); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(order) == 0 && len(p.GroupBy) == 0 {
+		newGroup(nil) // an aggregate over no rows still returns one row
+	}
+	for _, g := range order {
+		out := append([]value.Value(nil), g.key...)
+		for i := range p.Aggs {
+			v, err := finish(&p.Aggs[i], &g.accs[i])
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		if err := emit(out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var aggCtx = func() *apd.Context {
+	c := apd.BaseContext.WithPrecision(2000)
+	c.MaxExponent, c.MinExponent = apd.MaxExponent, apd.MinExponent
+	return c
+}()
+
+func accumulate(rt *Runtime, a *planner.AggFunc, acc *accumulator, row []value.Value) error {
+	if a.Star {
+		acc.count++
+		return nil
+	}
+	v, err := rt.eval(a.Arg, row)
+	if err != nil {
+		return err
+	}
+	if v.Kind() == value.KindNull {
+		return nil
+	}
+	if a.Distinct {
+		k := groupKey([]value.Value{v})
+		if acc.seen == nil {
+			acc.seen = map[string]bool{}
+		}
+		if acc.seen[k] {
+			return nil
+		}
+		acc.seen[k] = true
+	}
+	acc.count++
+	switch a.Name {
+	case "sum", "avg":
+		switch v := v.(type) {
+		case value.Int:
+			if a.T.OID == types.OIDInt8 {
+				s := acc.isum + int64(v)
+				if (s > acc.isum) != (v > 0) && v != 0 {
+					return pgerror.New(pgerror.CodeNumericValueOutOfRange, "bigint out of range")
+				}
+				acc.isum = s
+				return nil
+			}
+			if acc.dsum == nil {
+				acc.dsum = apd.New(0, 0)
+			}
+			_, err := aggCtx.Add(acc.dsum, acc.dsum, apd.New(int64(v), 0))
+			return err
+		case value.Numeric:
+			if acc.dsum == nil {
+				acc.dsum = apd.New(0, 0)
+			}
+			if v.Dec.Form == apd.NaN || acc.dsum.Form == apd.NaN {
+				acc.dsum = &apd.Decimal{Form: apd.NaN}
+				return nil
+			}
+			_, err := aggCtx.Add(acc.dsum, acc.dsum, v.Dec)
+			return err
+		case value.Float:
+			acc.fsum += float64(v)
+		}
+	case "min", "max":
+		if acc.best == nil {
+			acc.best = v
+			return nil
+		}
+		c := value.Compare(v, acc.best)
+		if (a.Name == "min" && c < 0) || (a.Name == "max" && c > 0) {
+			acc.best = v
+		}
+	}
+	return nil
+}
+
+func finish(a *planner.AggFunc, acc *accumulator) (value.Value, error) {
+	switch a.Name {
+	case "count":
+		return value.Int(acc.count), nil
+	case "min", "max":
+		if acc.best == nil {
+			return value.Null{}, nil
+		}
+		return acc.best, nil
+	}
+	if acc.count == 0 {
+		return value.Null{}, nil
+	}
+	var sum value.Value
+	switch {
+	case a.Name == "sum" && a.T.OID == types.OIDInt8:
+		return value.Int(acc.isum), nil
+	case a.T.Kind == value.KindFloat || (a.Name == "avg" && a.Arg.Type().Kind == value.KindFloat):
+		sum = value.Float(acc.fsum)
+	case acc.dsum != nil:
+		sum = value.Numeric{Dec: acc.dsum}
+	default:
+		sum = value.Numeric{Dec: apd.New(acc.isum, 0)}
+	}
+	if a.Name == "sum" {
+		if f, ok := sum.(value.Float); ok {
+			return types.Coerce(a.T, f)
+		}
+		return sum, nil
+	}
+	// avg
+	switch s := sum.(type) {
+	case value.Float:
+		if math.IsInf(float64(s), 0) {
+			return s, nil
+		}
+		return value.Float(float64(s) / float64(acc.count)), nil
+	case value.Numeric:
+		if s.Dec.Form == apd.NaN {
+			return s, nil
+		}
+		return expr.DivNumeric(s.Dec, apd.New(acc.count, 0))
+	}
+	return value.Null{}, nil
+}

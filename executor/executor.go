@@ -1,0 +1,360 @@
+// Package executor runs planner plans inside one KvCluster transaction.
+// Plans push rows to their parent (emit); a parent that needs no more rows
+// (LIMIT) stops its input with errStop, so a limited scan reads no further
+// than it must. Writes (INSERT, UPDATE, DELETE) keep the table's indexes and
+// constraints in the same transaction.
+package executor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/planner"
+	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/encoding"
+	"github.com/shaledb/shaledb/sql/expr"
+	"github.com/shaledb/shaledb/sql/keys"
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/types"
+	"github.com/shaledb/shaledb/sql/value"
+)
+
+// Runtime is what a plan runs against.
+type Runtime struct {
+	Ctx   context.Context
+	Txn   kvcluster.Txn
+	Codec keys.Codec
+	// Env carries parameters, the clock, settings and sequences; Row is
+	// set per row by the executor.
+	Env expr.Env
+}
+
+// Emit receives one output row; the slice is the callee's to keep.
+type Emit func(row []value.Value) error
+
+// errStop ends an input early once its consumer has what it needs.
+var errStop = errors.New("executor: stop")
+
+// scanPageRows bounds one KV scan call.
+const scanPageRows = 256
+
+// Run runs p, sending its rows to emit, and returns the row count for the
+// command tag (rows returned, or rows written for INSERT/UPDATE/DELETE).
+func Run(rt *Runtime, p planner.Plan, emit Emit) (int64, error) {
+	var n int64
+	count := func(row []value.Value) error {
+		n++
+		return emit(row)
+	}
+	var err error
+	switch p := p.(type) {
+	case *planner.Insert:
+		n, err = runInsert(rt, p, emit)
+	case *planner.Update:
+		n, err = runUpdate(rt, p, emit)
+	case *planner.Delete:
+		n, err = runDelete(rt, p, emit)
+	default:
+		err = run(rt, p, count)
+	}
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return n, err
+}
+
+func (rt *Runtime) eval(e expr.Expr, row []value.Value) (value.Value, error) {
+	env := rt.Env
+	env.Row = row
+	return e.Eval(&env)
+}
+
+func (rt *Runtime) evalAll(es []expr.Expr, row []value.Value) ([]value.Value, error) {
+	env := rt.Env
+	env.Row = row
+	out := make([]value.Value, len(es))
+	for i, e := range es {
+		v, err := e.Eval(&env)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func run(rt *Runtime, p planner.Plan, emit Emit) error {
+	if err := rt.Ctx.Err(); err != nil {
+		return err
+	}
+	switch p := p.(type) {
+	case *planner.Values:
+		for _, r := range p.Rows {
+			row, err := rt.evalAll(r, nil)
+			if err != nil {
+				return err
+			}
+			if err := emit(row); err != nil {
+				return err
+			}
+		}
+		return nil
+	case *planner.Scan:
+		return scan(rt, p, emit)
+	case *planner.Filter:
+		return run(rt, p.Input, func(row []value.Value) error {
+			v, err := rt.eval(p.Cond, row)
+			if err != nil || !expr.Truthy(v) {
+				return err
+			}
+			return emit(row)
+		})
+	case *planner.Project:
+		return run(rt, p.Input, func(row []value.Value) error {
+			out, err := rt.evalAll(p.Exprs, row)
+			if err != nil {
+				return err
+			}
+			return emit(out)
+		})
+	case *planner.Sort:
+		return runSort(rt, p, emit)
+	case *planner.Limit:
+		return runLimit(rt, p, emit)
+	case *planner.Aggregate:
+		return runAggregate(rt, p, emit)
+	}
+	return pgerror.New(pgerror.CodeInternalError, "executor: unknown plan node %T", p)
+}
+
+// span computes the key range a scan reads; empty is true when a bound is
+// NULL (no row can match).
+func span(rt *Runtime, s *planner.Scan) (start, end []byte, empty bool, err error) {
+	prefix := rt.Codec.IndexPrefix(s.Table.ID, keys.PrimaryIndexID)
+	pk := s.Table.Primary.Columns
+	key := prefix
+	for i, e := range s.Eq {
+		v, err := rt.eval(e, nil)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if v.Kind() == value.KindNull {
+			return nil, nil, true, nil
+		}
+		if key, err = encoding.AppendKey(key, v, pk[i].Dir); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	start, end = key, keys.PrefixEnd(key)
+	if s.Kind != planner.RangeScan || (s.Lo == nil && s.Hi == nil) {
+		return start, end, false, nil
+	}
+	dir := pk[len(s.Eq)].Dir
+	bound := func(b *planner.Bound) ([]byte, bool, error) {
+		v, err := rt.eval(b.E, nil)
+		if err != nil || v.Kind() == value.KindNull {
+			return nil, v != nil && v.Kind() == value.KindNull, err
+		}
+		k, err := encoding.AppendKey(bytes.Clone(key), v, dir)
+		return k, false, err
+	}
+	lo, hi := s.Lo, s.Hi
+	if dir == encoding.Descending {
+		lo, hi = hi, lo // a larger value sorts first
+	}
+	if lo != nil {
+		k, null, err := bound(lo)
+		if err != nil || null {
+			return nil, nil, null, err
+		}
+		if lo.Inclusive {
+			start = k
+		} else {
+			start = keys.PrefixEnd(k)
+		}
+	}
+	if hi != nil {
+		k, null, err := bound(hi)
+		if err != nil || null {
+			return nil, nil, null, err
+		}
+		if hi.Inclusive {
+			end = keys.PrefixEnd(k)
+		} else {
+			end = k
+		}
+	}
+	if bytes.Compare(start, end) >= 0 {
+		return nil, nil, true, nil
+	}
+	return start, end, false, nil
+}
+
+func scan(rt *Runtime, s *planner.Scan, emit Emit) error {
+	rec := s.Table.Record()
+	start, end, empty, err := span(rt, s)
+	if err != nil || empty {
+		return err
+	}
+	deliver := func(k, v []byte) error {
+		row, err := rec.DecodeRow(rt.Codec, k, v)
+		if err != nil {
+			return err
+		}
+		if s.Filter != nil {
+			ok, err := rt.eval(s.Filter, row)
+			if err != nil || !expr.Truthy(ok) {
+				return err
+			}
+		}
+		return emit(row)
+	}
+	if s.Kind == planner.PointRead {
+		v, found, err := rt.Txn.Get(rt.Ctx, start)
+		if err != nil || !found {
+			return err
+		}
+		return deliver(start, v)
+	}
+	for {
+		page, err := rt.Txn.Scan(rt.Ctx, start, end, kvcluster.ScanOptions{Limit: scanPageRows})
+		if err != nil {
+			return err
+		}
+		for _, e := range page {
+			if err := deliver(e.Key, e.Value); err != nil {
+				return err
+			}
+		}
+		if len(page) < scanPageRows {
+			return nil
+		}
+		start = append(page[len(page)-1].Key, 0)
+		if err := rt.Ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+func runSort(rt *Runtime, p *planner.Sort, emit Emit) error {
+	var rows [][]value.Value
+	var keyVals [][]value.Value
+	err := run(rt, p.Input, func(row []value.Value) error {
+		k := make([]value.Value, len(p.Keys))
+		for i, sk := range p.Keys {
+			v, err := rt.eval(sk.E, row)
+			if err != nil {
+				return err
+			}
+			k[i] = v
+		}
+		rows = append(rows, row)
+		keyVals = append(keyVals, k)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	idx := make([]int, len(rows))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int {
+		for i, sk := range p.Keys {
+			x, y := keyVals[a][i], keyVals[b][i]
+			xn, yn := x.Kind() == value.KindNull, y.Kind() == value.KindNull
+			var c int
+			switch {
+			case xn && yn:
+				c = 0
+			case xn || yn:
+				c = 1
+				if xn == sk.NullsFirst {
+					c = -1
+				}
+			default:
+				c = value.Compare(x, y)
+				if sk.Desc {
+					c = -c
+				}
+			}
+			if c != 0 {
+				return c
+			}
+		}
+		return 0
+	})
+	for _, i := range idx {
+		if err := emit(rows[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func limitValue(rt *Runtime, e expr.Expr, what string) (int64, bool, error) {
+	if e == nil {
+		return 0, false, nil
+	}
+	v, err := rt.eval(e, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	if v.Kind() == value.KindNull {
+		return 0, false, nil
+	}
+	n := int64(v.(value.Int))
+	if n < 0 {
+		return 0, false, pgerror.New("2201W", "%s must not be negative", what)
+	}
+	return n, true, nil
+}
+
+func runLimit(rt *Runtime, p *planner.Limit, emit Emit) error {
+	count, hasCount, err := limitValue(rt, p.Count, "LIMIT")
+	if err != nil {
+		return err
+	}
+	offset, _, err := limitValue(rt, p.Offset, "OFFSET")
+	if err != nil {
+		return err
+	}
+	if hasCount && count == 0 {
+		return nil
+	}
+	var seen, sent int64
+	err = run(rt, p.Input, func(row []value.Value) error {
+		seen++
+		if seen <= offset {
+			return nil
+		}
+		if err := emit(row); err != nil {
+			return err
+		}
+		sent++
+		if hasCount && sent >= count {
+			return errStop
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// describeKey renders key values as PostgreSQL's 23505 detail does:
+// "Key (a, b)=(1, x) already exists."
+func describeKey(t *catalog.Table, cols []int, row []value.Value) string {
+	var names, vals []string
+	for _, c := range cols {
+		names = append(names, t.Columns[c].Name)
+		vals = append(vals, string(types.AppendText(nil, t.Columns[c].Type, row[c])))
+	}
+	return fmt.Sprintf("Key (%s)=(%s) already exists.", strings.Join(names, ", "), strings.Join(vals, ", "))
+}

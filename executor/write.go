@@ -1,0 +1,304 @@
+package executor
+
+import (
+	"bytes"
+
+	"github.com/shaledb/shaledb/planner"
+	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/record"
+	"github.com/shaledb/shaledb/sql/types"
+	"github.com/shaledb/shaledb/sql/value"
+)
+
+// writer writes rows of one table with their index entries.
+type writer struct {
+	rt  *Runtime
+	t   *catalog.Table
+	rec *record.Table
+}
+
+func newWriter(rt *Runtime, t *catalog.Table) *writer {
+	return &writer{rt: rt, t: t, rec: t.Record()}
+}
+
+// prepare fits a new row to its columns: modifiers and NOT NULL.
+func (w *writer) prepare(row []value.Value) error {
+	for i, c := range w.t.Columns {
+		v, err := types.Coerce(c.Type, row[i])
+		if err != nil {
+			return err
+		}
+		if c.NotNull && v.Kind() == value.KindNull {
+			return pgerror.New(pgerror.CodeNotNullViolation, "null value in column %q of relation %q violates not-null constraint", c.Name, w.t.Name).
+				WithDetail("Failing row contains %s.", rowText(w.t, row))
+		}
+		row[i] = v
+	}
+	return nil
+}
+
+func rowText(t *catalog.Table, row []value.Value) string {
+	var b []byte
+	b = append(b, '(')
+	first := true
+	for i, c := range t.Columns {
+		if c.Hidden {
+			continue
+		}
+		if !first {
+			b = append(b, ", "...)
+		}
+		first = false
+		if row[i].Kind() == value.KindNull {
+			b = append(b, "null"...)
+		} else {
+			b = types.AppendText(b, c.Type, row[i])
+		}
+	}
+	return string(append(b, ')'))
+}
+
+func (w *writer) columnPositions(idx *catalog.Index) []int {
+	var out []int
+	for _, ic := range idx.Columns {
+		for i, c := range w.t.Columns {
+			if c.ID == ic.Column {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+func (w *writer) duplicate(idx *catalog.Index, row []value.Value) error {
+	return pgerror.New(pgerror.CodeUniqueViolation, "duplicate key value violates unique constraint %q", idx.Name).
+		WithDetail("%s", describeKey(w.t, w.columnPositions(idx), row))
+}
+
+// exists reports whether a row with this primary key exists.
+func (w *writer) exists(key []byte) (bool, error) {
+	_, found, err := w.rt.Txn.Get(w.rt.Ctx, key)
+	return found, err
+}
+
+// insert writes a new row; skip reports a conflict left alone by ON
+// CONFLICT DO NOTHING.
+func (w *writer) insert(row []value.Value, doNothing bool) (skip bool, err error) {
+	key, val, err := w.rec.EncodeRow(w.rt.Codec, row)
+	if err != nil {
+		return false, err
+	}
+	hiddenKey := w.t.Columns[w.columnPositions(&w.t.Primary)[0]].Hidden
+	if !hiddenKey {
+		found, err := w.exists(key)
+		if err != nil {
+			return false, err
+		}
+		if found {
+			if doNothing {
+				return true, nil
+			}
+			return false, w.duplicate(&w.t.Primary, row)
+		}
+	}
+	type entry struct{ k, v []byte }
+	var entries []entry
+	for i := range w.t.Indexes {
+		idx := &w.t.Indexes[i]
+		k, v, err := w.rec.EncodeIndexEntry(w.rt.Codec, idx.RecordIndex(), row)
+		if err != nil {
+			return false, err
+		}
+		if idx.Unique && len(v) > 0 {
+			found, err := w.exists(k)
+			if err != nil {
+				return false, err
+			}
+			if found {
+				if doNothing {
+					return true, nil
+				}
+				return false, w.duplicate(idx, row)
+			}
+		}
+		entries = append(entries, entry{k, v})
+	}
+	if err := w.rt.Txn.Put(w.rt.Ctx, key, val); err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if err := w.rt.Txn.Put(w.rt.Ctx, e.k, e.v); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// remove deletes a row and its index entries.
+func (w *writer) remove(row []value.Value) error {
+	key, _, err := w.rec.EncodeRow(w.rt.Codec, row)
+	if err != nil {
+		return err
+	}
+	if err := w.rt.Txn.Delete(w.rt.Ctx, key); err != nil {
+		return err
+	}
+	for i := range w.t.Indexes {
+		k, _, err := w.rec.EncodeIndexEntry(w.rt.Codec, w.t.Indexes[i].RecordIndex(), row)
+		if err != nil {
+			return err
+		}
+		if err := w.rt.Txn.Delete(w.rt.Ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replace turns old into new, moving the row if its key changed and
+// index entries whose keys changed, checking uniqueness on the way.
+func (w *writer) replace(old, new []value.Value) error {
+	oldKey, _, err := w.rec.EncodeRow(w.rt.Codec, old)
+	if err != nil {
+		return err
+	}
+	newKey, newVal, err := w.rec.EncodeRow(w.rt.Codec, new)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(oldKey, newKey) {
+		found, err := w.exists(newKey)
+		if err != nil {
+			return err
+		}
+		if found {
+			return w.duplicate(&w.t.Primary, new)
+		}
+		if err := w.rt.Txn.Delete(w.rt.Ctx, oldKey); err != nil {
+			return err
+		}
+	}
+	for i := range w.t.Indexes {
+		ri := w.t.Indexes[i].RecordIndex()
+		ok, _, err := w.rec.EncodeIndexEntry(w.rt.Codec, ri, old)
+		if err != nil {
+			return err
+		}
+		nk, nv, err := w.rec.EncodeIndexEntry(w.rt.Codec, ri, new)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(ok, nk) && bytes.Equal(oldKey, newKey) {
+			continue
+		}
+		if ri.Unique && len(nv) > 0 && !bytes.Equal(ok, nk) {
+			found, err := w.exists(nk)
+			if err != nil {
+				return err
+			}
+			if found {
+				return w.duplicate(&w.t.Indexes[i], new)
+			}
+		}
+		if err := w.rt.Txn.Delete(w.rt.Ctx, ok); err != nil {
+			return err
+		}
+		if err := w.rt.Txn.Put(w.rt.Ctx, nk, nv); err != nil {
+			return err
+		}
+	}
+	return w.rt.Txn.Put(w.rt.Ctx, newKey, newVal)
+}
+
+func runInsert(rt *Runtime, p *planner.Insert, emit Emit) (int64, error) {
+	w := newWriter(rt, p.Table)
+	var n int64
+	err := run(rt, p.Source, func(row []value.Value) error {
+		if err := w.prepare(row); err != nil {
+			return err
+		}
+		skip, err := w.insert(row, p.OnConflictDoNothing)
+		if err != nil || skip {
+			return err
+		}
+		n++
+		if p.Returning != nil {
+			out, err := rt.evalAll(p.Returning, row)
+			if err != nil {
+				return err
+			}
+			return emit(out)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// collect reads every row a DML scan selects before anything is written,
+// so a write never feeds back into the scan that found it.
+func collect(rt *Runtime, s *planner.Scan) ([][]value.Value, error) {
+	var rows [][]value.Value
+	err := scan(rt, s, func(row []value.Value) error {
+		rows = append(rows, row)
+		return nil
+	})
+	return rows, err
+}
+
+func runUpdate(rt *Runtime, p *planner.Update, emit Emit) (int64, error) {
+	rows, err := collect(rt, p.Scan)
+	if err != nil {
+		return 0, err
+	}
+	w := newWriter(rt, p.Table)
+	for _, old := range rows {
+		vals, err := rt.evalAll(p.Sets, old)
+		if err != nil {
+			return 0, err
+		}
+		nw := append([]value.Value(nil), old...)
+		for i, col := range p.Targets {
+			nw[col] = vals[i]
+		}
+		if err := w.prepare(nw); err != nil {
+			return 0, err
+		}
+		if err := w.replace(old, nw); err != nil {
+			return 0, err
+		}
+		if p.Returning != nil {
+			out, err := rt.evalAll(p.Returning, nw)
+			if err != nil {
+				return 0, err
+			}
+			if err := emit(out); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return int64(len(rows)), nil
+}
+
+func runDelete(rt *Runtime, p *planner.Delete, emit Emit) (int64, error) {
+	rows, err := collect(rt, p.Scan)
+	if err != nil {
+		return 0, err
+	}
+	w := newWriter(rt, p.Table)
+	for _, row := range rows {
+		if err := w.remove(row); err != nil {
+			return 0, err
+		}
+		if p.Returning != nil {
+			out, err := rt.evalAll(p.Returning, row)
+			if err != nil {
+				return 0, err
+			}
+			if err := emit(out); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return int64(len(rows)), nil
+}

@@ -1,0 +1,351 @@
+package planner
+
+import (
+	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/expr"
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/types"
+	"github.com/shaledb/shaledb/sql/value"
+)
+
+// nextval is a column default drawing from the column's sequence, through
+// the Env's NextVal.
+type nextval struct {
+	seq string
+	t   types.T
+}
+
+func (n *nextval) Type() types.T { return n.t }
+func (n *nextval) Eval(env *expr.Env) (value.Value, error) {
+	if env.NextVal == nil {
+		return nil, pgerror.New(pgerror.CodeInternalError, "no sequence access in this context")
+	}
+	v, err := env.NextVal(n.seq)
+	if err != nil {
+		return nil, err
+	}
+	return types.Coerce(n.t, value.Int(v))
+}
+
+// defaultExpr builds a column's default: its sequence, its DEFAULT
+// expression, or NULL.
+func (b *Builder) defaultExpr(t *catalog.Table, c catalog.Column) (expr.Expr, error) {
+	if c.Serial || c.Hidden {
+		return &nextval{seq: catalog.SequenceName(t, c), t: c.Type}, nil
+	}
+	if c.Default == "" {
+		return &expr.Const{V: value.Null{}, T: c.Type}, nil
+	}
+	tree, err := pg.Parse("SELECT " + c.Default)
+	if err != nil {
+		return nil, pgerror.New(pgerror.CodeInternalError, "stored default of column %q does not parse: %v", c.Name, err)
+	}
+	rt := tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget()
+	e, err := b.expr(rt.Val, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b.assign(e, c.Type, c.Name)
+}
+
+func (b *Builder) returning(list []*pg.Node, sc *scope) ([]expr.Expr, []Column, error) {
+	var exprs []expr.Expr
+	var cols []Column
+	for _, n := range list {
+		rt := n.GetResTarget()
+		if cr := rt.Val.GetColumnRef(); cr != nil && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+			for i, c := range sc.cols {
+				if !isHidden(sc, i) {
+					exprs = append(exprs, &expr.Col{Idx: i, T: c.Type, Name: c.Name})
+					cols = append(cols, c)
+				}
+			}
+			continue
+		}
+		if hasAggregate(rt.Val) {
+			return nil, nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in RETURNING")
+		}
+		e, err := b.expr(rt.Val, sc)
+		if err != nil {
+			return nil, nil, err
+		}
+		if isUnknown(e) {
+			if e, err = b.coerce(e, types.Text, "RETURNING"); err != nil {
+				return nil, nil, err
+			}
+		}
+		name := rt.Name
+		if name == "" {
+			name = columnName(rt.Val)
+		}
+		exprs = append(exprs, e)
+		cols = append(cols, Column{Name: name, Type: e.Type()})
+	}
+	return exprs, cols, nil
+}
+
+func isHidden(sc *scope, i int) bool { return sc.hidden != nil && sc.hidden[i] }
+
+func tableScope(t *catalog.Table, name string) *scope {
+	sc := &scope{table: name, hidden: map[int]bool{}}
+	for i, c := range t.Columns {
+		sc.cols = append(sc.cols, Column{Name: c.Name, Type: c.Type})
+		if c.Hidden {
+			sc.hidden[i] = true
+		}
+	}
+	return sc
+}
+
+// Insert plans an INSERT.
+func (b *Builder) Insert(s *pg.InsertStmt) (Plan, error) {
+	if s.WithClause != nil {
+		return nil, pgerror.Unsupported("WITH")
+	}
+	t, err := b.tableOf(s.Relation)
+	if err != nil {
+		return nil, err
+	}
+	ins := &Insert{Table: t}
+	if oc := s.OnConflictClause; oc != nil {
+		if oc.Action != pg.OnConflictAction_ONCONFLICT_NOTHING {
+			return nil, pgerror.Unsupported("ON CONFLICT DO UPDATE")
+		}
+		ins.OnConflictDoNothing = true
+	}
+	// Target columns, in the order given.
+	var targets []int
+	if len(s.Cols) == 0 {
+		for i, c := range t.Columns {
+			if !c.Hidden {
+				targets = append(targets, i)
+			}
+		}
+	} else {
+		seen := map[int]bool{}
+		for _, n := range s.Cols {
+			rt := n.GetResTarget()
+			if len(rt.Indirection) > 0 {
+				return nil, posErr(pgerror.Unsupported("INSERT into subfields or array elements"), rt.Location)
+			}
+			i := t.ColumnIndex(rt.Name)
+			if i < 0 || t.Columns[i].Hidden {
+				return nil, posErr(pgerror.New(pgerror.CodeUndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name), rt.Location)
+			}
+			if seen[i] {
+				return nil, posErr(pgerror.New(pgerror.CodeDuplicateColumn, "column %q specified more than once", rt.Name), rt.Location)
+			}
+			seen[i] = true
+			targets = append(targets, i)
+		}
+	}
+	defaults := make([]expr.Expr, len(t.Columns))
+	deflt := func(i int) (expr.Expr, error) {
+		if defaults[i] == nil {
+			d, err := b.defaultExpr(t, t.Columns[i])
+			if err != nil {
+				return nil, err
+			}
+			defaults[i] = d
+		}
+		return defaults[i], nil
+	}
+	fill := func(provided map[int]expr.Expr) ([]expr.Expr, error) {
+		row := make([]expr.Expr, len(t.Columns))
+		for i := range t.Columns {
+			if e, ok := provided[i]; ok {
+				row[i] = e
+				continue
+			}
+			d, err := deflt(i)
+			if err != nil {
+				return nil, err
+			}
+			row[i] = d
+		}
+		return row, nil
+	}
+	var sel *pg.SelectStmt
+	if s.SelectStmt != nil {
+		sel = s.SelectStmt.GetSelectStmt()
+	}
+	switch {
+	case sel == nil: // DEFAULT VALUES
+		row, err := fill(nil)
+		if err != nil {
+			return nil, err
+		}
+		ins.Source = &Values{Rows: [][]expr.Expr{row}, Cols: tableScope(t, t.Name).cols}
+	case len(sel.ValuesLists) > 0 && sel.SortClause == nil && sel.LimitCount == nil:
+		v := &Values{Cols: tableScope(t, t.Name).cols}
+		for _, l := range sel.ValuesLists {
+			items := l.GetList().Items
+			if len(items) > len(targets) {
+				return nil, pgerror.New(pgerror.CodeSyntaxError, "INSERT has more expressions than target columns")
+			}
+			if len(items) < len(targets) && len(s.Cols) > 0 {
+				return nil, pgerror.New(pgerror.CodeSyntaxError, "INSERT has more target columns than expressions")
+			}
+			provided := map[int]expr.Expr{}
+			for j, it := range items {
+				col := t.Columns[targets[j]]
+				var e expr.Expr
+				if it.GetSetToDefault() != nil {
+					if e, err = deflt(targets[j]); err != nil {
+						return nil, err
+					}
+				} else {
+					if e, err = b.expr(it, nil); err != nil {
+						return nil, err
+					}
+					if e, err = b.assign(e, col.Type, col.Name); err != nil {
+						return nil, err
+					}
+				}
+				provided[targets[j]] = e
+			}
+			row, err := fill(provided)
+			if err != nil {
+				return nil, err
+			}
+			v.Rows = append(v.Rows, row)
+		}
+		ins.Source = v
+	default: // INSERT … SELECT
+		src, err := b.Select(sel)
+		if err != nil {
+			return nil, err
+		}
+		srcCols := src.Columns()
+		if len(srcCols) > len(targets) {
+			return nil, pgerror.New(pgerror.CodeSyntaxError, "INSERT has more expressions than target columns")
+		}
+		provided := map[int]expr.Expr{}
+		for j, sc := range srcCols {
+			col := t.Columns[targets[j]]
+			e, err := b.assign(&expr.Col{Idx: j, T: sc.Type, Name: sc.Name}, col.Type, col.Name)
+			if err != nil {
+				return nil, err
+			}
+			provided[targets[j]] = e
+		}
+		row, err := fill(provided)
+		if err != nil {
+			return nil, err
+		}
+		ins.Source = &Project{Input: src, Exprs: row, Cols: tableScope(t, t.Name).cols}
+	}
+	if len(s.ReturningList) > 0 {
+		if ins.Returning, ins.RetCols, err = b.returning(s.ReturningList, tableScope(t, t.Name)); err != nil {
+			return nil, err
+		}
+	}
+	return ins, nil
+}
+
+func (b *Builder) dmlScan(t *catalog.Table, rv *pg.RangeVar, where *pg.Node) (*Scan, *scope, error) {
+	name := rv.Relname
+	if rv.Alias != nil {
+		name = rv.Alias.Aliasname
+	}
+	sc := tableScope(t, name)
+	scan := &Scan{Table: t}
+	if where != nil {
+		if hasAggregate(where) {
+			return nil, nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in WHERE")
+		}
+		cond, err := b.boolean(where, sc, "argument of WHERE")
+		if err != nil {
+			return nil, nil, err
+		}
+		scan.Filter = cond
+		b.chooseScan(scan)
+	}
+	return scan, sc, nil
+}
+
+// Update plans an UPDATE.
+func (b *Builder) Update(s *pg.UpdateStmt) (Plan, error) {
+	if s.WithClause != nil {
+		return nil, pgerror.Unsupported("WITH")
+	}
+	if len(s.FromClause) > 0 {
+		return nil, pgerror.Unsupported("UPDATE … FROM")
+	}
+	t, err := b.tableOf(s.Relation)
+	if err != nil {
+		return nil, err
+	}
+	scan, sc, err := b.dmlScan(t, s.Relation, s.WhereClause)
+	if err != nil {
+		return nil, err
+	}
+	u := &Update{Table: t, Scan: scan}
+	seen := map[int]bool{}
+	for _, n := range s.TargetList {
+		rt := n.GetResTarget()
+		if len(rt.Indirection) > 0 {
+			return nil, posErr(pgerror.Unsupported("UPDATE of subfields or array elements"), rt.Location)
+		}
+		if rt.Val.GetMultiAssignRef() != nil {
+			return nil, posErr(pgerror.Unsupported("UPDATE … SET (a, b) = …"), rt.Location)
+		}
+		i := t.ColumnIndex(rt.Name)
+		if i < 0 || t.Columns[i].Hidden {
+			return nil, posErr(pgerror.New(pgerror.CodeUndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name), rt.Location)
+		}
+		if seen[i] {
+			return nil, posErr(pgerror.New(pgerror.CodeDuplicateColumn, "multiple assignments to same column %q", rt.Name), rt.Location)
+		}
+		seen[i] = true
+		var e expr.Expr
+		if rt.Val.GetSetToDefault() != nil {
+			e, err = b.defaultExpr(t, t.Columns[i])
+		} else {
+			if hasAggregate(rt.Val) {
+				return nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in UPDATE")
+			}
+			if e, err = b.expr(rt.Val, sc); err == nil {
+				e, err = b.assign(e, t.Columns[i].Type, t.Columns[i].Name)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		u.Targets = append(u.Targets, i)
+		u.Sets = append(u.Sets, e)
+	}
+	if len(s.ReturningList) > 0 {
+		if u.Returning, u.RetCols, err = b.returning(s.ReturningList, sc); err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+// Delete plans a DELETE.
+func (b *Builder) Delete(s *pg.DeleteStmt) (Plan, error) {
+	if s.WithClause != nil {
+		return nil, pgerror.Unsupported("WITH")
+	}
+	if len(s.UsingClause) > 0 {
+		return nil, pgerror.Unsupported("DELETE … USING")
+	}
+	t, err := b.tableOf(s.Relation)
+	if err != nil {
+		return nil, err
+	}
+	scan, sc, err := b.dmlScan(t, s.Relation, s.WhereClause)
+	if err != nil {
+		return nil, err
+	}
+	d := &Delete{Table: t, Scan: scan}
+	if len(s.ReturningList) > 0 {
+		if d.Returning, d.RetCols, err = b.returning(s.ReturningList, sc); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}

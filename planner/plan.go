@@ -1,0 +1,194 @@
+// Package planner turns parsed SQL (pg_query's tree) into typed plans for
+// the executor: it resolves names against the tenant's catalog, infers
+// types (of literals, parameters and operators, as PostgreSQL does for the
+// supported subset), and chooses how each table is read: a point read when
+// the WHERE clause fixes the whole primary key, a range scan when it bounds
+// a primary-key prefix, a full scan otherwise.
+//
+// Anything outside the supported subset fails with 0A000 naming the
+// feature: the planner never guesses.
+package planner
+
+import (
+	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/expr"
+	"github.com/shaledb/shaledb/sql/types"
+)
+
+// Column is one output column of a plan.
+type Column struct {
+	Name string
+	Type types.T
+}
+
+// Plan is a node of a plan tree.
+type Plan interface {
+	Columns() []Column
+}
+
+// Values produces constant rows (SELECT without FROM, VALUES).
+type Values struct {
+	Cols []Column
+	Rows [][]expr.Expr
+}
+
+func (v *Values) Columns() []Column { return v.Cols }
+
+// ScanKind is how a Scan reads its table.
+type ScanKind int
+
+const (
+	// FullScan reads the whole table.
+	FullScan ScanKind = iota
+	// PointRead reads one row by its whole primary key.
+	PointRead
+	// RangeScan reads the rows whose primary key prefix is fixed (Eq)
+	// and whose next key column lies in [Lo, Hi].
+	RangeScan
+)
+
+func (k ScanKind) String() string {
+	return [...]string{"full scan", "point read", "range scan"}[k]
+}
+
+// Bound is one end of a range on a key column.
+type Bound struct {
+	E         expr.Expr
+	Inclusive bool
+}
+
+// Scan reads rows of a table; its columns are the table's, in order.
+type Scan struct {
+	Table *catalog.Table
+	Kind  ScanKind
+	// Eq fixes the first len(Eq) primary key columns (all of them for a
+	// point read).
+	Eq []expr.Expr
+	// Lo and Hi bound the next primary key column of a range scan; nil for
+	// no bound.
+	Lo, Hi *Bound
+	// Filter is the WHERE clause, applied to every row read (it repeats
+	// what the key already guarantees, which keeps it simple and safe).
+	Filter expr.Expr
+	// Limit stops the scan after this many rows pass the filter (0: none);
+	// set when nothing above needs more.
+	Limit int64
+}
+
+func (s *Scan) Columns() []Column {
+	cols := make([]Column, len(s.Table.Columns))
+	for i, c := range s.Table.Columns {
+		cols[i] = Column{Name: c.Name, Type: c.Type}
+	}
+	return cols
+}
+
+// Filter keeps rows for which Cond is true.
+type Filter struct {
+	Input Plan
+	Cond  expr.Expr
+}
+
+func (f *Filter) Columns() []Column { return f.Input.Columns() }
+
+// Project computes output columns from each input row.
+type Project struct {
+	Input Plan
+	Exprs []expr.Expr
+	Cols  []Column
+}
+
+func (p *Project) Columns() []Column { return p.Cols }
+
+// SortKey orders by one expression of the input row.
+type SortKey struct {
+	E          expr.Expr
+	Desc       bool
+	NullsFirst bool
+}
+
+// Sort orders all input rows.
+type Sort struct {
+	Input Plan
+	Keys  []SortKey
+}
+
+func (s *Sort) Columns() []Column { return s.Input.Columns() }
+
+// Limit skips Offset rows then passes at most Count (nil: all).
+type Limit struct {
+	Input         Plan
+	Count, Offset expr.Expr
+}
+
+func (l *Limit) Columns() []Column { return l.Input.Columns() }
+
+// AggFunc is one aggregate over the input.
+type AggFunc struct {
+	Name     string // count, sum, avg, min, max
+	Arg      expr.Expr
+	Star     bool // count(*)
+	Distinct bool
+	T        types.T
+}
+
+// Aggregate groups input rows by GroupBy and computes Aggs per group. Its
+// output row is the group key values followed by the aggregate results.
+type Aggregate struct {
+	Input   Plan
+	GroupBy []expr.Expr
+	Aggs    []AggFunc
+	Cols    []Column
+}
+
+func (a *Aggregate) Columns() []Column { return a.Cols }
+
+// Insert writes rows from Source (one value per table column, defaults
+// already applied) into Table.
+type Insert struct {
+	Table     *catalog.Table
+	Source    Plan
+	Returning []expr.Expr // over the inserted row; nil if none
+	RetCols   []Column
+	// OnConflictDoNothing skips rows whose key exists.
+	OnConflictDoNothing bool
+}
+
+func (i *Insert) Columns() []Column { return i.RetCols }
+
+// Update changes rows read by Scan: Sets[i] computes column Targets[i]
+// from the old row.
+type Update struct {
+	Table     *catalog.Table
+	Scan      *Scan
+	Targets   []int
+	Sets      []expr.Expr
+	Returning []expr.Expr // over the new row
+	RetCols   []Column
+}
+
+func (u *Update) Columns() []Column { return u.RetCols }
+
+// Delete removes rows read by Scan.
+type Delete struct {
+	Table     *catalog.Table
+	Scan      *Scan
+	Returning []expr.Expr
+	RetCols   []Column
+}
+
+func (d *Delete) Columns() []Column { return d.RetCols }
+
+// CommandTag is the tag a plan's CommandComplete carries, given the row
+// count.
+func CommandTag(p Plan) string {
+	switch p.(type) {
+	case *Insert:
+		return "INSERT 0"
+	case *Update:
+		return "UPDATE"
+	case *Delete:
+		return "DELETE"
+	}
+	return "SELECT"
+}

@@ -1,0 +1,388 @@
+package planner
+
+import (
+	"strconv"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/expr"
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/types"
+	"github.com/shaledb/shaledb/sql/value"
+)
+
+// Select plans a SELECT (or a bare VALUES list).
+func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
+	switch {
+	case s.WithClause != nil:
+		return nil, pgerror.Unsupported("WITH")
+	case s.Op != pg.SetOperation_SETOP_NONE:
+		return nil, pgerror.Unsupported(strings.ToUpper(strings.TrimPrefix(s.Op.String(), "SETOP_")))
+	case s.IntoClause != nil:
+		return nil, pgerror.Unsupported("SELECT INTO")
+	case len(s.DistinctClause) > 0:
+		return nil, pgerror.Unsupported("SELECT DISTINCT")
+	case len(s.WindowClause) > 0:
+		return nil, pgerror.Unsupported("WINDOW")
+	case len(s.LockingClause) > 0:
+		return nil, pgerror.Unsupported("SELECT … FOR UPDATE/SHARE")
+	case len(s.FromClause) > 1:
+		return nil, pgerror.Unsupported("joins")
+	case s.LimitOption == pg.LimitOption_LIMIT_OPTION_WITH_TIES:
+		return nil, pgerror.Unsupported("FETCH … WITH TIES")
+	}
+	if len(s.ValuesLists) > 0 {
+		return b.values(s.ValuesLists)
+	}
+	var input Plan
+	sc := &scope{}
+	var table *catalog.Table
+	if len(s.FromClause) == 1 {
+		rv := s.FromClause[0].GetRangeVar()
+		if rv == nil {
+			if s.FromClause[0].GetJoinExpr() != nil {
+				return nil, pgerror.Unsupported("joins")
+			}
+			return nil, pgerror.Unsupported("this FROM item")
+		}
+		t, err := b.tableOf(rv)
+		if err != nil {
+			return nil, err
+		}
+		table = t
+		scan := &Scan{Table: t}
+		sc = &scope{cols: scan.Columns(), table: rv.Relname}
+		if rv.Alias != nil {
+			sc.table = rv.Alias.Aliasname
+		}
+		if s.WhereClause != nil {
+			if hasAggregate(s.WhereClause) {
+				return nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in WHERE")
+			}
+			cond, err := b.boolean(s.WhereClause, sc, "argument of WHERE")
+			if err != nil {
+				return nil, err
+			}
+			scan.Filter = cond
+			b.chooseScan(scan)
+		}
+		input = scan
+	} else {
+		input = &Values{Rows: [][]expr.Expr{{}}}
+		if s.WhereClause != nil {
+			cond, err := b.boolean(s.WhereClause, sc, "argument of WHERE")
+			if err != nil {
+				return nil, err
+			}
+			input = &Filter{Input: input, Cond: cond}
+		}
+	}
+
+	aggregating := len(s.GroupClause) > 0 || s.HavingClause != nil
+	for _, t := range s.TargetList {
+		aggregating = aggregating || hasAggregate(t)
+	}
+	for _, o := range s.SortClause {
+		aggregating = aggregating || hasAggregate(o)
+	}
+	outScope := sc
+	var agg *Aggregate
+	if aggregating {
+		as := &aggScope{input: sc}
+		for _, g := range s.GroupClause {
+			idx, err := b.groupColumn(g, sc, s.TargetList)
+			if err != nil {
+				return nil, err
+			}
+			as.groupCol = append(as.groupCol, idx)
+		}
+		outScope = &scope{table: sc.table, agg: as}
+		agg = &Aggregate{Input: input}
+		for _, gi := range as.groupCol {
+			c := sc.cols[gi]
+			agg.GroupBy = append(agg.GroupBy, &expr.Col{Idx: gi, T: c.Type, Name: c.Name})
+		}
+	}
+
+	// Targets.
+	var exprs []expr.Expr
+	var cols []Column
+	for _, tn := range s.TargetList {
+		rt := tn.GetResTarget()
+		if cr := rt.Val.GetColumnRef(); cr != nil && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+			if table == nil {
+				return nil, posErr(pgerror.New(pgerror.CodeSyntaxError, "SELECT * with no tables specified is not valid"), rt.Location)
+			}
+			if aggregating {
+				return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "column %q must appear in the GROUP BY clause or be used in an aggregate function", table.Columns[0].Name), rt.Location)
+			}
+			for i, c := range table.Columns {
+				if !c.Hidden {
+					exprs = append(exprs, &expr.Col{Idx: i, T: c.Type, Name: c.Name})
+					cols = append(cols, Column{Name: c.Name, Type: c.Type})
+				}
+			}
+			continue
+		}
+		e, err := b.expr(rt.Val, outScope)
+		if err != nil {
+			return nil, err
+		}
+		if isUnknown(e) {
+			if e, err = b.coerce(e, types.Text, "target"); err != nil {
+				return nil, err
+			}
+		}
+		name := rt.Name
+		if name == "" {
+			name = columnName(rt.Val)
+		}
+		exprs = append(exprs, e)
+		cols = append(cols, Column{Name: name, Type: e.Type()})
+	}
+	var having expr.Expr
+	if s.HavingClause != nil {
+		var err error
+		if having, err = b.boolean(s.HavingClause, outScope, "argument of HAVING"); err != nil {
+			return nil, err
+		}
+	}
+
+	// ORDER BY: an output column (by position or name) or an expression
+	// over the input, computed as a hidden extra column.
+	var keys []SortKey
+	visible := len(exprs)
+	for _, o := range s.SortClause {
+		sb := o.GetSortBy()
+		if sb.SortbyDir == pg.SortByDir_SORTBY_USING {
+			return nil, posErr(pgerror.Unsupported("ORDER BY … USING"), sb.Location)
+		}
+		idx := -1
+		if c := sb.Node.GetAConst(); c != nil && c.GetIval() != nil {
+			n := int(c.GetIval().Ival)
+			if n < 1 || n > visible {
+				return nil, posErr(pgerror.New(pgerror.CodeInvalidColumnReference, "ORDER BY position %d is not in select list", n), c.Location)
+			}
+			idx = n - 1
+		} else if cr := sb.Node.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetString_() != nil {
+			name := strNode(cr.Fields[0])
+			for i := 0; i < visible; i++ {
+				if cols[i].Name == name {
+					if idx >= 0 && !sameColumn(exprs[i], exprs[idx]) {
+						return nil, posErr(pgerror.New(pgerror.CodeAmbiguousColumn, "ORDER BY %q is ambiguous", name), cr.Location)
+					}
+					idx = i
+				}
+			}
+		}
+		if idx < 0 {
+			e, err := b.expr(sb.Node, outScope)
+			if err != nil {
+				return nil, err
+			}
+			if isUnknown(e) {
+				if e, err = b.coerce(e, types.Text, "ORDER BY"); err != nil {
+					return nil, err
+				}
+			}
+			if e.Type().Kind == value.KindJSONB {
+				return nil, pgerror.Unsupported("ordering by jsonb")
+			}
+			exprs = append(exprs, e)
+			cols = append(cols, Column{Name: "?sort?", Type: e.Type()})
+			idx = len(exprs) - 1
+		}
+		desc := sb.SortbyDir == pg.SortByDir_SORTBY_DESC
+		nullsFirst := desc
+		switch sb.SortbyNulls {
+		case pg.SortByNulls_SORTBY_NULLS_FIRST:
+			nullsFirst = true
+		case pg.SortByNulls_SORTBY_NULLS_LAST:
+			nullsFirst = false
+		}
+		keys = append(keys, SortKey{E: &expr.Col{Idx: idx, T: cols[idx].Type}, Desc: desc, NullsFirst: nullsFirst})
+	}
+
+	var plan Plan = input
+	if agg != nil {
+		agg.Aggs = outScope.agg.aggs
+		for _, g := range agg.GroupBy {
+			c := g.(*expr.Col)
+			agg.Cols = append(agg.Cols, Column{Name: c.Name, Type: c.T})
+		}
+		for _, a := range agg.Aggs {
+			agg.Cols = append(agg.Cols, Column{Name: a.Name, Type: a.T})
+		}
+		plan = agg
+		if having != nil {
+			plan = &Filter{Input: plan, Cond: having}
+		}
+	}
+	plan = &Project{Input: plan, Exprs: exprs, Cols: cols}
+	if len(keys) > 0 {
+		plan = &Sort{Input: plan, Keys: keys}
+	}
+	if s.LimitCount != nil || s.LimitOffset != nil {
+		l := &Limit{Input: plan}
+		var err error
+		if s.LimitCount != nil {
+			if l.Count, err = b.limitExpr(s.LimitCount, "LIMIT"); err != nil {
+				return nil, err
+			}
+		}
+		if s.LimitOffset != nil {
+			if l.Offset, err = b.limitExpr(s.LimitOffset, "OFFSET"); err != nil {
+				return nil, err
+			}
+		}
+		plan = l
+	}
+	if len(exprs) > visible {
+		trim := &Project{Input: plan, Cols: cols[:visible]}
+		for i := 0; i < visible; i++ {
+			trim.Exprs = append(trim.Exprs, &expr.Col{Idx: i, T: cols[i].Type, Name: cols[i].Name})
+		}
+		plan = trim
+	}
+	return plan, nil
+}
+
+func sameColumn(a, b expr.Expr) bool {
+	ca, ok1 := a.(*expr.Col)
+	cb, ok2 := b.(*expr.Col)
+	return ok1 && ok2 && ca.Idx == cb.Idx
+}
+
+func (b *Builder) limitExpr(n *pg.Node, what string) (expr.Expr, error) {
+	if c := n.GetAConst(); c != nil && c.Isnull {
+		return nil, nil // LIMIT NULL / LIMIT ALL
+	}
+	e, err := b.expr(n, nil)
+	if err != nil {
+		return nil, err
+	}
+	if e.Type().Kind != value.KindInt || e.Type().OID == types.OIDUnknown {
+		if e, err = b.coerce(e, types.Int8, "argument of "+what); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// groupColumn resolves one GROUP BY item to an input column: a column
+// name, or a position in the select list naming one.
+func (b *Builder) groupColumn(g *pg.Node, sc *scope, targets []*pg.Node) (int, error) {
+	if c := g.GetAConst(); c != nil && c.GetIval() != nil {
+		n := int(c.GetIval().Ival)
+		if n < 1 || n > len(targets) {
+			return 0, posErr(pgerror.New(pgerror.CodeInvalidColumnReference, "GROUP BY position %d is not in select list", n), c.Location)
+		}
+		g = targets[n-1].GetResTarget().Val
+	}
+	cr := g.GetColumnRef()
+	if cr == nil {
+		return 0, pgerror.Unsupported("GROUP BY expressions other than columns")
+	}
+	return sc.resolveColumn(names(cr.Fields), cr.Location)
+}
+
+func (b *Builder) values(lists []*pg.Node) (Plan, error) {
+	v := &Values{}
+	var width int
+	for i, l := range lists {
+		items := l.GetList().Items
+		if i == 0 {
+			width = len(items)
+		} else if len(items) != width {
+			return nil, pgerror.New(pgerror.CodeSyntaxError, "VALUES lists must all be the same length")
+		}
+		row := make([]expr.Expr, len(items))
+		for j, it := range items {
+			if it.GetSetToDefault() != nil {
+				return nil, pgerror.New(pgerror.CodeSyntaxError, "DEFAULT is not allowed in this context")
+			}
+			e, err := b.expr(it, nil)
+			if err != nil {
+				return nil, err
+			}
+			row[j] = e
+		}
+		v.Rows = append(v.Rows, row)
+	}
+	// Each column takes the common type of its values.
+	for j := 0; j < width; j++ {
+		col := make([]expr.Expr, len(v.Rows))
+		for i := range v.Rows {
+			col[i] = v.Rows[i][j]
+		}
+		col, t, err := b.commonType(col, "VALUES", -1)
+		if err != nil {
+			return nil, err
+		}
+		for i := range v.Rows {
+			v.Rows[i][j] = col[i]
+		}
+		v.Cols = append(v.Cols, Column{Name: "column" + strconv.Itoa(j+1), Type: t})
+	}
+	return v, nil
+}
+
+// columnName is the name PostgreSQL gives an unnamed select-list entry.
+func columnName(n *pg.Node) string {
+	switch x := n.Node.(type) {
+	case *pg.Node_ColumnRef:
+		return strNode(x.ColumnRef.Fields[len(x.ColumnRef.Fields)-1])
+	case *pg.Node_FuncCall:
+		return funcName(x.FuncCall)
+	case *pg.Node_TypeCast:
+		if inner := columnName(x.TypeCast.Arg); inner != "?column?" {
+			return inner
+		}
+		ns := names(x.TypeCast.TypeName.Names)
+		name := ns[len(ns)-1]
+		if alias, ok := castNames[name]; ok {
+			return alias
+		}
+		return name
+	case *pg.Node_CaseExpr:
+		return "case"
+	case *pg.Node_CoalesceExpr:
+		return "coalesce"
+	case *pg.Node_SqlvalueFunction:
+		return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(x.SqlvalueFunction.Op.String(), "SVFOP_"), "_N"))
+	case *pg.Node_AExpr:
+		if x.AExpr.Kind == pg.A_Expr_Kind_AEXPR_NULLIF {
+			return "nullif"
+		}
+	}
+	return "?column?"
+}
+
+// castNames maps the type names of `x::type` to the column name
+// PostgreSQL reports.
+var castNames = map[string]string{
+	"int": "int4", "integer": "int4", "smallint": "int2", "bigint": "int8",
+	"real": "float4", "float": "float8", "double precision": "float8",
+	"boolean": "bool", "varchar": "varchar", "decimal": "numeric",
+	"timestamptz": "timestamptz", "char": "bpchar",
+}
+
+// tableOf resolves a RangeVar to a table.
+func (b *Builder) tableOf(rv *pg.RangeVar) (*catalog.Table, error) {
+	if rv.Schemaname != "" && rv.Schemaname != "public" {
+		if rv.Schemaname == "pg_catalog" || rv.Schemaname == "information_schema" {
+			return nil, posErr(pgerror.Unsupported("the system catalog "+rv.Schemaname+"."+rv.Relname), rv.Location)
+		}
+		return nil, posErr(pgerror.New(pgerror.CodeUndefinedTable, "relation %q does not exist", rv.Schemaname+"."+rv.Relname), rv.Location)
+	}
+	t, err := b.Table(rv.Relname)
+	if err != nil {
+		if pe, ok := err.(*pgerror.Error); ok {
+			return nil, posErr(pe, rv.Location)
+		}
+		return nil, err
+	}
+	return t, nil
+}

@@ -1,0 +1,296 @@
+// Package catalog keeps a tenant's schema — tables, sequences, roles — in
+// the tenant's own key span, under the reserved catalog table ids:
+//
+//	table 1  tables     key: name           value: descriptor (JSON)
+//	table 2  counters   key: counter name   value: int64 (big-endian)
+//	table 3  roles      key: role name      value: role (JSON)
+//
+// Descriptors are read and written inside the caller's KvCluster
+// transaction, so a schema change commits or aborts with its statement and
+// every statement sees the schema of its own snapshot. JSON keeps the
+// format evolvable; a descriptor carries a Version bumped on every change,
+// which prepared plans compare to know they are stale.
+package catalog
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/sql/encoding"
+	"github.com/shaledb/shaledb/sql/keys"
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/record"
+	"github.com/shaledb/shaledb/sql/types"
+	"github.com/shaledb/shaledb/sql/value"
+)
+
+// Catalog table ids, below keys.FirstUserTableID.
+const (
+	tablesTableID   keys.TableID = 1
+	countersTableID keys.TableID = 2
+	rolesTableID    keys.TableID = 3
+)
+
+// RowIDColumnName is the hidden column keying a table created without a
+// primary key.
+const RowIDColumnName = "rowid"
+
+// Column is one column of a table.
+type Column struct {
+	ID      encoding.ColumnID `json:"id"`
+	Name    string            `json:"name"`
+	Type    types.T           `json:"type"`
+	NotNull bool              `json:"not_null,omitempty"`
+	// Default is the SQL text of the DEFAULT expression; empty for none.
+	Default string `json:"default,omitempty"`
+	// Serial columns default to the next value of their sequence.
+	Serial bool `json:"serial,omitempty"`
+	// Hidden columns (the rowid of a table without a primary key) are not
+	// part of SELECT *.
+	Hidden bool `json:"hidden,omitempty"`
+}
+
+// Index is the primary or a secondary index.
+type Index struct {
+	ID      keys.IndexID         `json:"id"`
+	Name    string               `json:"name"`
+	Columns []record.IndexColumn `json:"columns"`
+	Unique  bool                 `json:"unique,omitempty"`
+}
+
+// Table describes one table.
+type Table struct {
+	ID      keys.TableID `json:"id"`
+	Name    string       `json:"name"`
+	Version uint64       `json:"version"`
+	Columns []Column     `json:"columns"`
+	Primary Index        `json:"primary"`
+	// Secondary indexes (UNIQUE constraints for now).
+	Indexes      []Index           `json:"indexes,omitempty"`
+	NextColumnID encoding.ColumnID `json:"next_column_id"`
+	NextIndexID  keys.IndexID      `json:"next_index_id"`
+	// StorageOptions are WITH (...) options, accepted and kept.
+	StorageOptions map[string]string `json:"storage_options,omitempty"`
+}
+
+// ColumnIndex returns the position of the named column, or -1.
+func (t *Table) ColumnIndex(name string) int {
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Record returns the record-layer view of the table.
+func (t *Table) Record() *record.Table {
+	rt := &record.Table{ID: t.ID, Primary: record.Index{ID: keys.PrimaryIndexID, Columns: t.Primary.Columns}}
+	for _, c := range t.Columns {
+		rt.Columns = append(rt.Columns, record.Column{ID: c.ID, Name: c.Name, Kind: c.Type.Kind})
+	}
+	return rt
+}
+
+// RecordIndex returns the record-layer view of a secondary index.
+func (idx *Index) RecordIndex() *record.Index {
+	return &record.Index{ID: idx.ID, Columns: idx.Columns, Unique: idx.Unique}
+}
+
+// Catalog reads and writes one tenant's schema inside a transaction.
+type Catalog struct {
+	codec keys.Codec
+}
+
+// New returns the catalog of the tenant codec is bound to.
+func New(codec keys.Codec) *Catalog { return &Catalog{codec: codec} }
+
+// Codec is the tenant's key codec.
+func (c *Catalog) Codec() keys.Codec { return c.codec }
+
+func (c *Catalog) nameKey(table keys.TableID, name string) []byte {
+	k, _ := encoding.AppendKey(c.codec.IndexPrefix(table, keys.PrimaryIndexID), value.Text(name), encoding.Ascending)
+	return k
+}
+
+// Table reads the descriptor of the named table; found is false if there
+// is none.
+func (c *Catalog) Table(ctx context.Context, txn kvcluster.Txn, name string) (*Table, bool, error) {
+	b, found, err := txn.Get(ctx, c.nameKey(tablesTableID, name))
+	if err != nil || !found {
+		return nil, false, err
+	}
+	var t Table
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, false, fmt.Errorf("catalog: table %q: corrupt descriptor: %w", name, err)
+	}
+	return &t, true, nil
+}
+
+// MustTable reads a table or returns 42P01.
+func (c *Catalog) MustTable(ctx context.Context, txn kvcluster.Txn, name string) (*Table, error) {
+	t, found, err := c.Table(ctx, txn, name)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, pgerror.New(pgerror.CodeUndefinedTable, "relation %q does not exist", name)
+	}
+	return t, nil
+}
+
+// Tables lists every table in name order.
+func (c *Catalog) Tables(ctx context.Context, txn kvcluster.Txn) ([]*Table, error) {
+	start, end := c.codec.IndexSpan(tablesTableID, keys.PrimaryIndexID)
+	var out []*Table
+	for {
+		page, err := txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 256})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range page {
+			var t Table
+			if err := json.Unmarshal(e.Value, &t); err != nil {
+				return nil, fmt.Errorf("catalog: corrupt descriptor: %w", err)
+			}
+			out = append(out, &t)
+		}
+		if len(page) < 256 {
+			return out, nil
+		}
+		start = append(page[len(page)-1].Key, 0)
+	}
+}
+
+// CreateTable stores a new table, giving it an id; 42P07 if the name is
+// taken.
+func (c *Catalog) CreateTable(ctx context.Context, txn kvcluster.Txn, t *Table) error {
+	if _, found, err := c.Table(ctx, txn, t.Name); err != nil {
+		return err
+	} else if found {
+		return pgerror.New(pgerror.CodeDuplicateTable, "relation %q already exists", t.Name)
+	}
+	id, err := c.NextCounter(ctx, txn, "next_table_id", int64(keys.FirstUserTableID))
+	if err != nil {
+		return err
+	}
+	t.ID = keys.TableID(id)
+	t.Version = 1
+	return c.put(ctx, txn, t)
+}
+
+// UpdateTable stores a changed descriptor, bumping its version.
+func (c *Catalog) UpdateTable(ctx context.Context, txn kvcluster.Txn, t *Table) error {
+	t.Version++
+	return c.put(ctx, txn, t)
+}
+
+func (c *Catalog) put(ctx context.Context, txn kvcluster.Txn, t *Table) error {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return txn.Put(ctx, c.nameKey(tablesTableID, t.Name), b)
+}
+
+// DropTable removes a table's descriptor, its sequences and every row and
+// index entry (walking the table's span in pages).
+func (c *Catalog) DropTable(ctx context.Context, txn kvcluster.Txn, t *Table) error {
+	if err := c.ClearTable(ctx, txn, t); err != nil {
+		return err
+	}
+	for _, col := range t.Columns {
+		if col.Serial || col.Hidden {
+			if err := txn.Delete(ctx, c.nameKey(countersTableID, SequenceName(t, col))); err != nil {
+				return err
+			}
+		}
+	}
+	return txn.Delete(ctx, c.nameKey(tablesTableID, t.Name))
+}
+
+// ClearTable deletes every row and index entry of t.
+func (c *Catalog) ClearTable(ctx context.Context, txn kvcluster.Txn, t *Table) error {
+	start, end := c.codec.TableSpan(t.ID)
+	for {
+		page, err := txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 1024})
+		if err != nil {
+			return err
+		}
+		for _, e := range page {
+			if err := txn.Delete(ctx, e.Key); err != nil {
+				return err
+			}
+		}
+		if len(page) < 1024 {
+			return nil
+		}
+		start = append(page[len(page)-1].Key, 0)
+	}
+}
+
+// SequenceName is the counter behind a serial (or hidden rowid) column.
+func SequenceName(t *Table, col Column) string {
+	return fmt.Sprintf("%s_%s_seq", t.Name, col.Name)
+}
+
+// NextCounter increments the named counter inside txn and returns its new
+// value; a missing counter starts at first.
+func (c *Catalog) NextCounter(ctx context.Context, txn kvcluster.Txn, name string, first int64) (int64, error) {
+	k := c.nameKey(countersTableID, name)
+	b, found, err := txn.Get(ctx, k)
+	if err != nil {
+		return 0, err
+	}
+	next := first
+	if found {
+		if len(b) != 8 {
+			return 0, fmt.Errorf("catalog: counter %q corrupt", name)
+		}
+		next = int64(binary.BigEndian.Uint64(b)) + 1
+	}
+	return next, txn.Put(ctx, k, binary.BigEndian.AppendUint64(nil, uint64(next)))
+}
+
+// ResetCounter removes a counter so it starts over.
+func (c *Catalog) ResetCounter(ctx context.Context, txn kvcluster.Txn, name string) error {
+	return txn.Delete(ctx, c.nameKey(countersTableID, name))
+}
+
+// Role is a user of the tenant.
+type Role struct {
+	Name      string `json:"name"`
+	Superuser bool   `json:"superuser,omitempty"`
+	// SCRAM is the SCRAM-SHA-256 verifier in PostgreSQL's
+	// "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>" form.
+	SCRAM string `json:"scram"`
+}
+
+// Role reads a role.
+func (c *Catalog) Role(ctx context.Context, txn kvcluster.Txn, name string) (*Role, bool, error) {
+	b, found, err := txn.Get(ctx, c.nameKey(rolesTableID, name))
+	if err != nil || !found {
+		return nil, false, err
+	}
+	var r Role
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, false, fmt.Errorf("catalog: role %q corrupt: %w", name, err)
+	}
+	return &r, true, nil
+}
+
+// PutRole creates or replaces a role.
+func (c *Catalog) PutRole(ctx context.Context, txn kvcluster.Txn, r *Role) error {
+	if !strings.HasPrefix(r.SCRAM, "SCRAM-SHA-256$") {
+		return fmt.Errorf("catalog: role %q: only SCRAM-SHA-256 verifiers are stored", r.Name)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return txn.Put(ctx, c.nameKey(rolesTableID, r.Name), b)
+}
