@@ -205,7 +205,7 @@ func (c *Catalog) DropTable(ctx context.Context, txn kvcluster.Txn, t *Table) er
 	}
 	for _, col := range t.Columns {
 		if col.Serial || col.Hidden {
-			if err := txn.Delete(ctx, c.nameKey(countersTableID, SequenceName(t, col))); err != nil {
+			if err := txn.Delete(ctx, c.nameKey(countersTableID, SequenceCounter(SequenceName(t, col)))); err != nil {
 				return err
 			}
 		}
@@ -233,10 +233,13 @@ func (c *Catalog) ClearTable(ctx context.Context, txn kvcluster.Txn, t *Table) e
 	}
 }
 
-// SequenceName is the counter behind a serial (or hidden rowid) column.
+// SequenceName is the sequence behind a serial (or hidden rowid) column.
 func SequenceName(t *Table, col Column) string {
 	return fmt.Sprintf("%s_%s_seq", t.Name, col.Name)
 }
+
+// SequenceCounter is the counter holding a sequence's last reserved value.
+func SequenceCounter(seq string) string { return "seq/" + seq }
 
 // NextCounter increments the named counter inside txn and returns its new
 // value; a missing counter starts at first.
@@ -254,6 +257,25 @@ func (c *Catalog) NextCounter(ctx context.Context, txn kvcluster.Txn, name strin
 		next = int64(binary.BigEndian.Uint64(b)) + 1
 	}
 	return next, txn.Put(ctx, k, binary.BigEndian.AppendUint64(nil, uint64(next)))
+}
+
+// AdvanceCounter adds by to the named counter (missing: 0) inside txn and
+// returns its new value.
+func (c *Catalog) AdvanceCounter(ctx context.Context, txn kvcluster.Txn, name string, by int64) (int64, error) {
+	k := c.nameKey(countersTableID, name)
+	b, found, err := txn.Get(ctx, k)
+	if err != nil {
+		return 0, err
+	}
+	var cur int64
+	if found {
+		if len(b) != 8 {
+			return 0, fmt.Errorf("catalog: counter %q corrupt", name)
+		}
+		cur = int64(binary.BigEndian.Uint64(b))
+	}
+	cur += by
+	return cur, txn.Put(ctx, k, binary.BigEndian.AppendUint64(nil, uint64(cur)))
 }
 
 // ResetCounter removes a counter so it starts over.

@@ -1,0 +1,286 @@
+// Package server assembles a single ShaleDB node: the Badger store, format
+// migrations, the bootstrap admin user of the system tenant, the SQL
+// engine, the PostgreSQL protocol listener and the HTTP health endpoint.
+// cmd/shaledb runs it; tests start it in-process on loopback ports.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/kvcluster/badgerkv"
+	"github.com/shaledb/shaledb/migrations"
+	"github.com/shaledb/shaledb/pgwire"
+	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/keys"
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/session"
+	"github.com/shaledb/shaledb/tenancy"
+	"github.com/shaledb/shaledb/tenancy/scram"
+)
+
+// AdminUser is the bootstrap user of the system tenant.
+const AdminUser = "admin"
+
+// adminPasswordFile holds a generated admin password, mode 0600.
+const adminPasswordFile = "admin-password"
+
+// Config configures a node.
+type Config struct {
+	// DataDir holds the store; required unless InMemory.
+	DataDir string
+	// InMemory keeps the store in memory (tests).
+	InMemory bool
+	// Listen is the PostgreSQL protocol address; port 0 picks one.
+	Listen string
+	// HTTP, if set, serves /healthz.
+	HTTP string
+	// TLSCert and TLSKey, if set, enable TLS for clients that ask.
+	TLSCert, TLSKey string
+	// AdminPassword, if set, is (re)set as the admin password at start;
+	// otherwise a generated one is kept in DataDir.
+	AdminPassword string
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.DataDir == "" && !c.InMemory {
+		errs = append(errs, errors.New("a data directory is required"))
+	}
+	if c.Listen == "" {
+		errs = append(errs, errors.New("a listen address is required"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	return errors.Join(errs...)
+}
+
+// Node is a running node.
+type Node struct {
+	cfg    Config
+	store  *badgerkv.Store
+	engine *session.Engine
+	pg     *pgwire.Server
+	ln     net.Listener
+	http   *http.Server
+	httpLn net.Listener
+	served chan error
+
+	// AdminPassword is the admin password when it was generated at this
+	// start (to print once); empty otherwise.
+	AdminPassword string
+	// Migrations lists what this start applied.
+	Migrations []string
+}
+
+// Start opens the store, prepares it and starts serving.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	opts := badgerkv.Options{Dir: cfg.DataDir, Logger: cfg.Logger}
+	if cfg.InMemory {
+		opts = badgerkv.Options{InMemory: true, MemTableBytes: 16 << 20}
+	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	store, err := badgerkv.Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, store: store, served: make(chan error, 1)}
+	if err := n.prepare(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := n.listen(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) prepare(ctx context.Context) error {
+	res, err := migrations.Run(ctx, n.store, migrations.Env{Now: n.cfg.Now})
+	if err != nil {
+		return err
+	}
+	n.Migrations = res.Applied
+	return n.bootstrapAdmin(ctx)
+}
+
+// bootstrapAdmin gives the system tenant its admin user: with the
+// configured password when there is one (set at every start), else the
+// stored verifier stands, else a generated password, saved in the data
+// directory (mode 0600) and reported once through AdminPassword.
+func (n *Node) bootstrapAdmin(ctx context.Context) error {
+	sys := catalog.New(keys.MakeCodec(keys.SystemTenantID))
+	var exists bool
+	err := kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) error {
+		_, found, err := sys.Role(ctx, txn, AdminUser)
+		exists = found
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	password := n.cfg.AdminPassword
+	switch {
+	case password != "":
+	case exists:
+		return nil
+	default:
+		raw := make([]byte, 18)
+		if _, err := rand.Read(raw); err != nil {
+			return err
+		}
+		password = base64.RawURLEncoding.EncodeToString(raw)
+		if !n.cfg.InMemory {
+			path := filepath.Join(n.cfg.DataDir, adminPasswordFile)
+			if err := os.WriteFile(path, []byte(password+"\n"), 0o600); err != nil {
+				return fmt.Errorf("save admin password: %w", err)
+			}
+		}
+		n.AdminPassword = password
+	}
+	verifier, err := scram.NewVerifier(password)
+	if err != nil {
+		return err
+	}
+	return kvcluster.Update(ctx, n.store, 10, func(txn kvcluster.Txn) error {
+		return sys.PutRole(ctx, txn, &catalog.Role{Name: AdminUser, Superuser: true, SCRAM: verifier})
+	})
+}
+
+// AdminPasswordFile is where a generated admin password is kept.
+func (n *Node) AdminPasswordFile() string { return filepath.Join(n.cfg.DataDir, adminPasswordFile) }
+
+func (n *Node) listen() error {
+	var tlsCfg *tls.Config
+	if n.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(n.cfg.TLSCert, n.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS key pair: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	n.engine = session.NewEngine(n.store, n.cfg.Now)
+	n.pg = pgwire.NewServer(pgwire.Config{TLS: tlsCfg, Logger: n.cfg.Logger}, n)
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", n.cfg.Listen, err)
+	}
+	n.ln = ln
+	go func() { n.served <- n.pg.Serve(ln) }()
+	if n.cfg.HTTP != "" {
+		hl, err := net.Listen("tcp", n.cfg.HTTP)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s: %w", n.cfg.HTTP, err)
+		}
+		n.httpLn = hl
+		n.http = &http.Server{Handler: n.healthHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = n.http.Serve(hl) }()
+	}
+	return nil
+}
+
+// Addr is the PostgreSQL protocol address.
+func (n *Node) Addr() net.Addr { return n.ln.Addr() }
+
+// HTTPAddr is the health endpoint's address, or nil.
+func (n *Node) HTTPAddr() net.Addr {
+	if n.httpLn == nil {
+		return nil
+	}
+	return n.httpLn.Addr()
+}
+
+// Shutdown stops accepting, lets statements finish within the grace
+// period, and closes the store.
+func (n *Node) Shutdown(ctx context.Context) error {
+	if n.http != nil {
+		_ = n.http.Shutdown(ctx)
+	}
+	n.pg.Shutdown(ctx)
+	<-n.served
+	return n.store.Close()
+}
+
+// Verifier implements pgwire.Connector.
+func (n *Node) Verifier(ctx context.Context, database, user string) (string, bool, error) {
+	var verifier string
+	var found bool
+	err := kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) error {
+		t, ok, err := tenancy.Lookup(ctx, txn, database)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return pgerror.New(pgerror.CodeInvalidCatalogName, "database %q does not exist", database)
+		}
+		r, ok, err := catalog.New(keys.MakeCodec(t.ID)).Role(ctx, txn, user)
+		if err != nil || !ok {
+			return err
+		}
+		verifier, found = r.SCRAM, true
+		return nil
+	})
+	return verifier, found, err
+}
+
+// Connect implements pgwire.Connector.
+func (n *Node) Connect(ctx context.Context, database, user string, params map[string]string) (*session.Session, error) {
+	var tenant tenancy.Tenant
+	err := kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) error {
+		t, ok, err := tenancy.Lookup(ctx, txn, database)
+		if err == nil && !ok {
+			err = pgerror.New(pgerror.CodeInvalidCatalogName, "database %q does not exist", database)
+		}
+		tenant = t
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n.engine.New(tenant.ID, database, user, params), nil
+}
+
+func (n *Node) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		err := kvcluster.View(r.Context(), n.store, func(txn kvcluster.Txn) error {
+			_, err := migrations.Version(r.Context(), txn)
+			return err
+		})
+		if err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	return mux
+}
