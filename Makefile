@@ -13,6 +13,7 @@ export CGO_ENABLED := 1
 GO        ?= go
 DATA_DIR  ?= ./data
 HTTP_ADDR ?= 127.0.0.1:0
+LISTEN    ?= 127.0.0.1:5433
 FUZZTIME  ?= 60s
 FUZZ_SHORT ?= 5s
 CRASH_CYCLES ?= 200
@@ -47,7 +48,7 @@ build: deps ## build the binaries into bin/
 
 .PHONY: run
 run: build ## start a single node on $(DATA_DIR) (embedded Badger)
-	bin/shaledb start --data-dir $(DATA_DIR) --http $(HTTP_ADDR)
+	bin/shaledb start --data-dir $(DATA_DIR) --listen $(LISTEN) --http $(HTTP_ADDR)
 
 .PHONY: test
 test: deps lint ## vet, format check, short fuzzing, all tests with -race

@@ -15,11 +15,15 @@ import (
 	"github.com/shaledb/shaledb/sql/value"
 )
 
-// deparseExpr prints an expression node as SQL text.
+// deparseExpr prints an expression node as SQL text, through a parsed
+// "SELECT 1" whose target it swaps (the tree carries the parser's version,
+// which Deparse checks).
 func deparseExpr(n *pg.Node) (string, error) {
-	tree := &pg.ParseResult{Stmts: []*pg.RawStmt{{Stmt: &pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: &pg.SelectStmt{
-		TargetList: []*pg.Node{pg.MakeResTargetNodeWithVal(n, 0)},
-	}}}}}}
+	tree, err := pg.Parse("SELECT 1")
+	if err != nil {
+		return "", err
+	}
+	tree.Stmts[0].Stmt.GetSelectStmt().TargetList = []*pg.Node{pg.MakeResTargetNodeWithVal(n, 0)}
 	s, err := pg.Deparse(tree)
 	if err != nil {
 		return "", err

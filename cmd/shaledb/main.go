@@ -1,11 +1,14 @@
 // Command shaledb runs a ShaleDB node and administers it.
 //
-//	shaledb start --data-dir DIR [--http ADDR]
+//	shaledb start --data-dir DIR [--listen ADDR] [--http ADDR] [--tls-cert F --tls-key F]
 //	shaledb version
 //
 // start opens (creating if needed) the node's embedded Badger store in DIR,
-// brings its format up to date, and serves until SIGINT or SIGTERM, then
-// closes the store cleanly. With --http it serves /healthz on ADDR.
+// brings its format up to date, serves the PostgreSQL protocol on --listen
+// (and /healthz on --http) until SIGINT or SIGTERM, then lets running
+// statements finish and closes the store cleanly. The admin user of tenant
+// system gets SHALEDB_ADMIN_PASSWORD, or a generated password printed once
+// and kept in DIR/admin-password (mode 0600).
 package main
 
 import (
@@ -16,20 +19,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/shaledb/shaledb/kvcluster"
-	"github.com/shaledb/shaledb/kvcluster/badgerkv"
 	"github.com/shaledb/shaledb/migrations"
-	"github.com/shaledb/shaledb/tenancy"
+	"github.com/shaledb/shaledb/server"
 )
 
 const usage = `usage:
-  shaledb start --data-dir DIR [--http ADDR]   run a single node on DIR
+  shaledb start --data-dir DIR [--listen ADDR] [--http ADDR] [--tls-cert F --tls-key F]
+                                               run a single node on DIR
   shaledb version                              print the version
 `
 
@@ -69,17 +70,24 @@ func run(args []string, stdout, stderr io.Writer) error {
 type startConfig struct {
 	// DataDir holds the node's store; created if missing. Required.
 	DataDir string
+	// Listen is the PostgreSQL protocol address. Default 127.0.0.1:5433.
+	Listen string
 	// HTTPAddr, if set, serves /healthz. Port 0 picks a free port.
 	HTTPAddr string
+	// TLSCert and TLSKey enable TLS for clients that ask.
+	TLSCert, TLSKey string
 }
 
 func (c startConfig) validate() error {
 	if c.DataDir == "" {
 		return errors.New("--data-dir is required")
 	}
-	if c.HTTPAddr != "" {
-		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-			return fmt.Errorf("--http %q: %w", c.HTTPAddr, err)
+	for flagName, addr := range map[string]string{"--listen": c.Listen, "--http": c.HTTPAddr} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s %q: %w", flagName, addr, err)
 		}
 	}
 	return nil
@@ -90,7 +98,10 @@ func parseStart(args []string, stderr io.Writer) (startConfig, error) {
 	fs := flag.NewFlagSet("start", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the node's store (created if missing)")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:5433", "PostgreSQL protocol address (port 0 picks a free one)")
 	fs.StringVar(&cfg.HTTPAddr, "http", "", "serve /healthz on this address, e.g. 127.0.0.1:8080")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate (PEM) offered to clients that ask for TLS")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key (PEM)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -102,75 +113,36 @@ func parseStart(args []string, stderr io.Writer) (startConfig, error) {
 
 func start(ctx context.Context, cfg startConfig, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-	store, err := badgerkv.Open(badgerkv.Options{Dir: cfg.DataDir, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := store.Close(); err != nil {
-			log.Error("closing the store", "err", err)
-		}
-	}()
-	res, err := migrations.Run(ctx, store, migrations.Env{Now: time.Now})
-	if err != nil {
-		return err
-	}
-	for _, m := range res.Applied {
-		log.Info("applied migration", "migration", m)
-	}
-	var tenants []string
-	err = kvcluster.View(ctx, store, func(txn kvcluster.Txn) error {
-		return tenancy.List(ctx, txn, func(t tenancy.Tenant) bool {
-			tenants = append(tenants, fmt.Sprintf("%s (id %d)", t.Name, t.ID))
-			return len(tenants) < 10
-		})
+	envPassword := os.Getenv("SHALEDB_ADMIN_PASSWORD")
+	node, err := server.Start(ctx, server.Config{
+		DataDir: cfg.DataDir, Listen: cfg.Listen, HTTP: cfg.HTTPAddr,
+		TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, AdminPassword: envPassword, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "ShaleDB node ready\n  data directory: %s\n  store format:   %d\n  tenants:        %v\n", cfg.DataDir, res.To, tenants)
-
-	var srv *http.Server
-	if cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("--http: %w", err)
-		}
-		srv = &http.Server{Handler: healthHandler(store), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http server", "err", err)
-			}
-		}()
-		fmt.Fprintf(stdout, "  health:         http://%s/healthz\n", ln.Addr())
+	for _, m := range node.Migrations {
+		log.Info("applied migration", "migration", m)
+	}
+	host, port, _ := net.SplitHostPort(node.Addr().String())
+	fmt.Fprintf(stdout, "ShaleDB node ready\n  data directory: %s\n  postgres:       %s\n", cfg.DataDir, node.Addr())
+	if a := node.HTTPAddr(); a != nil {
+		fmt.Fprintf(stdout, "  health:         http://%s/healthz\n", a)
+	}
+	switch {
+	case envPassword != "":
+		fmt.Fprintf(stdout, "Connect:\n  psql \"postgres://%s:$SHALEDB_ADMIN_PASSWORD@%s:%s/system\"\n", server.AdminUser, host, port)
+	case node.AdminPassword != "":
+		fmt.Fprintf(stdout, "Generated the admin password (shown once; kept in %s):\n  %s\nConnect:\n  psql \"postgres://%s:%s@%s:%s/system\"\n",
+			node.AdminPasswordFile(), node.AdminPassword, server.AdminUser, node.AdminPassword, host, port)
+	default:
+		fmt.Fprintf(stdout, "Connect (the admin password is in %s):\n  psql \"postgres://%s:$(cat %s)@%s:%s/system\"\n",
+			node.AdminPasswordFile(), server.AdminUser, node.AdminPasswordFile(), host, port)
 	}
 	fmt.Fprintln(stdout, "Serving until SIGINT or SIGTERM.")
 	<-ctx.Done()
 	log.Info("shutting down")
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}
-	return nil
-}
-
-// healthHandler answers /healthz with 200 when the store serves a read.
-func healthHandler(store kvcluster.KvCluster) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		err := kvcluster.View(r.Context(), store, func(txn kvcluster.Txn) error {
-			_, err := migrations.Version(r.Context(), txn)
-			return err
-		})
-		if err != nil {
-			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	return mux
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return node.Shutdown(sctx)
 }

@@ -36,7 +36,9 @@ func TestStartServesHealthAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- start(ctx, startConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0"}, &out, io.Discard) }()
+	go func() {
+		done <- start(ctx, startConfig{DataDir: dir, Listen: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, &out, io.Discard)
+	}()
 	var url string
 	for deadline := time.Now().Add(20 * time.Second); url == "" && time.Now().Before(deadline); {
 		url = regexp.MustCompile(`http://\S+/healthz`).FindString(out.String())
@@ -46,8 +48,8 @@ func TestStartServesHealthAndStops(t *testing.T) {
 		cancel()
 		t.Fatalf("no health URL printed; output:\n%s", out.String())
 	}
-	if !strings.Contains(out.String(), "system (id 1)") {
-		t.Errorf("start did not report the system tenant:\n%s", out.String())
+	if !regexp.MustCompile(`psql "postgres://admin:\S+@127\.0\.0\.1:\d+/system"`).MatchString(out.String()) {
+		t.Errorf("start did not print a psql command line:\n%s", out.String())
 	}
 	resp, err := http.Get(url)
 	if err != nil {
@@ -81,7 +83,7 @@ func TestStartRefusesNewerFormat(t *testing.T) {
 		return txn.Put(ctx, keys.MetaFormatVersion(), binary.BigEndian.AppendUint64(nil, migrations.Latest()+1))
 	})
 	s.Close()
-	err = start(ctx, startConfig{DataDir: dir}, io.Discard, io.Discard)
+	err = start(ctx, startConfig{DataDir: dir, Listen: "127.0.0.1:0"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "run a newer shaledb") {
 		t.Fatalf("start on a newer store: got %v", err)
 	}
@@ -94,7 +96,7 @@ func TestStartRefusesADirectoryInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := start(context.Background(), startConfig{DataDir: dir}, io.Discard, io.Discard); err == nil {
+	if err := start(context.Background(), startConfig{DataDir: dir, Listen: "127.0.0.1:0"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("a second node opened a data directory in use")
 	}
 }
