@@ -169,6 +169,9 @@ func (b *Builder) assign(e expr.Expr, t types.T, column string) (expr.Expr, erro
 		return &expr.Cast{E: e, T: t}, nil
 	}
 	c, err := b.coerce(e, t, fmt.Sprintf("column %q", column))
+	if err != nil && from.OID == types.OIDUnknown {
+		return nil, err // the literal's own input error (22P02, 22001, …)
+	}
 	if err != nil {
 		return nil, pgerror.New(pgerror.CodeDatatypeMismatch, "column %q is of type %s but expression is of type %s", column, t, from).
 			WithHint("You will need to rewrite or cast the expression.")
@@ -225,6 +228,11 @@ func (b *Builder) unify(l, r expr.Expr, op string, loc int32) (expr.Expr, expr.E
 		t = lt
 		if numericRank(rt) > numericRank(lt) {
 			t = rt
+		}
+		// real meets another numeric type only as double precision, the
+		// numeric category's preferred type.
+		if t.OID == types.OIDFloat4 && lt.OID != rt.OID {
+			t = types.Float8
 		}
 	case lt.Kind == rt.Kind:
 		t = lt
@@ -523,6 +531,8 @@ func (b *Builder) aexpr(a *pg.A_Expr, sc *scope) (expr.Expr, error) {
 	}
 	switch a.Kind {
 	case pg.A_Expr_Kind_AEXPR_OP:
+	case pg.A_Expr_Kind_AEXPR_NULLIF:
+		return b.funcCall(&pg.FuncCall{Funcname: []*pg.Node{pg.MakeStrNode("nullif")}, Args: []*pg.Node{a.Lexpr, a.Rexpr}, Location: a.Location}, sc)
 	case pg.A_Expr_Kind_AEXPR_IN:
 		return b.inList(a, sc, op == "<>")
 	case pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN:

@@ -331,6 +331,9 @@ func (s *Session) transaction(ctx context.Context, t *pg.TransactionStmt, w Resu
 			return err
 		}
 		s.mode = txnExplicit
+		if t.Kind == pg.TransactionStmtKind_TRANS_STMT_START {
+			return w.Complete("START TRANSACTION")
+		}
 		return w.Complete("BEGIN")
 	case pg.TransactionStmtKind_TRANS_STMT_COMMIT:
 		switch s.mode {

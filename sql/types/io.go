@@ -163,8 +163,12 @@ func parseDate(s string) (value.Value, error) {
 		return value.Date(-10957), nil
 	}
 	for _, l := range dateLayouts {
-		if d, err := time.Parse(l, ts); err == nil {
+		d, err := time.Parse(l, ts)
+		if err == nil {
 			return value.Date(int32(d.Sub(value.Epoch).Hours() / 24)), nil
+		}
+		if strings.Contains(err.Error(), "out of range") {
+			return nil, pgerror.New(pgerror.CodeDatetimeFieldOverflow, "date/time field value out of range: %q", s)
 		}
 	}
 	// A timestamp's date part is accepted, as PostgreSQL does.
@@ -206,6 +210,9 @@ func parseTimestamp(t T, s string) (value.Value, error) {
 	for _, l := range timestampLayouts {
 		tm, err := time.Parse(l, norm)
 		if err != nil {
+			if strings.Contains(err.Error(), "out of range") {
+				return nil, pgerror.New(pgerror.CodeDatetimeFieldOverflow, "date/time field value out of range: %q", s)
+			}
 			continue
 		}
 		if t.OID == OIDTimestamp {

@@ -1,0 +1,218 @@
+// Package logictest runs the SQL behaviour files in testdata/ against
+// ShaleDB and against a throwaway PostgreSQL 15, the oracle, in the same
+// test: every statement runs on both, and the results must match.
+//
+// # File format
+//
+// Blocks are separated by blank lines; lines starting with # are comments.
+// Each block is a directive line followed by SQL (one statement, or several
+// separated by semicolons, sent as one simple-protocol query):
+//
+//	statement ok          both must succeed with the same command tags
+//	statement error       both must fail with the same SQLSTATE
+//	query                 both must return the same columns (names and
+//	                      type OIDs) and rows, in order
+//	query rowsort         the same, rows compared as multisets
+//
+// Rows are compared in PostgreSQL's text format, so output formatting
+// (floats, numerics, timestamps) is compared too. Each file gets a fresh
+// ShaleDB node and a fresh PostgreSQL database.
+package logictest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shaledb/shaledb/benchmarks/pgserver"
+	"github.com/shaledb/shaledb/server"
+)
+
+var oracle *pgserver.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	oracle, err = pgserver.Start(context.Background(), pgserver.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logictest: cannot start the PostgreSQL oracle:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = oracle.Stop()
+	os.Exit(code)
+}
+
+type block struct {
+	line      int
+	directive string // "statement ok", "statement error", "query", "query rowsort"
+	sql       string
+}
+
+func parseFile(path string) ([]block, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var blocks []block
+	var cur *block
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(trimmed, "#"):
+		case trimmed == "":
+			if cur != nil {
+				blocks = append(blocks, *cur)
+				cur = nil
+			}
+		case cur == nil:
+			switch trimmed {
+			case "statement ok", "statement error", "query", "query rowsort":
+				cur = &block{line: n, directive: trimmed}
+			default:
+				return nil, fmt.Errorf("%s:%d: unknown directive %q", path, n, trimmed)
+			}
+		default:
+			if cur.sql != "" {
+				cur.sql += "\n"
+			}
+			cur.sql += line
+		}
+	}
+	if cur != nil {
+		blocks = append(blocks, *cur)
+	}
+	return blocks, sc.Err()
+}
+
+// outcome is what one side returned for a block.
+type outcome struct {
+	code string // SQLSTATE, "" on success
+	msg  string
+	tags []string
+	cols []string // name:oid
+	rows []string // tab-joined text values, NULL as ∅
+}
+
+func run(ctx context.Context, c *pgconn.PgConn, sql string) outcome {
+	var o outcome
+	results, err := c.Exec(ctx, sql).ReadAll()
+	for _, r := range results {
+		o.tags = append(o.tags, r.CommandTag.String())
+		for _, fd := range r.FieldDescriptions {
+			o.cols = append(o.cols, fmt.Sprintf("%s:%d", fd.Name, fd.DataTypeOID))
+		}
+		for _, row := range r.Rows {
+			vals := make([]string, len(row))
+			for i, v := range row {
+				if v == nil {
+					vals[i] = "∅"
+				} else {
+					vals[i] = string(v)
+				}
+			}
+			o.rows = append(o.rows, strings.Join(vals, "\t"))
+		}
+		if r.Err != nil && err == nil {
+			err = r.Err
+		}
+	}
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			o.code, o.msg = pe.Code, pe.Message
+		} else {
+			o.code, o.msg = "connection", err.Error()
+		}
+	}
+	return o
+}
+
+func TestLogic(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.test")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files: %v", err)
+	}
+	for _, path := range files {
+		name := strings.TrimSuffix(filepath.Base(path), ".test")
+		t.Run(name, func(t *testing.T) { runFile(t, path, name) })
+	}
+}
+
+func runFile(t *testing.T, path, name string) {
+	blocks, err := parseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	node, err := server.Start(ctx, server.Config{InMemory: true, Listen: "127.0.0.1:0", AdminPassword: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown(context.Background())
+	shale, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://admin:pw@%s/system?sslmode=disable", node.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shale.Close(ctx)
+
+	db := "lt_" + strings.ReplaceAll(name, "-", "_")
+	if _, err := oracle.Exec(ctx, "postgres", "DROP DATABASE IF EXISTS "+db+"; CREATE DATABASE "+db+";"); err != nil {
+		t.Fatal(err)
+	}
+	pgc, err := pgconn.Connect(ctx, oracle.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pgc.Close(ctx)
+
+	for _, b := range blocks {
+		want := run(ctx, pgc, b.sql)
+		got := run(ctx, shale, b.sql)
+		where := fmt.Sprintf("%s:%d", path, b.line)
+		switch b.directive {
+		case "statement ok", "query", "query rowsort":
+			if want.code != "" {
+				t.Fatalf("%s: PostgreSQL failed a block marked %q: %s %s\n%s", where, b.directive, want.code, want.msg, b.sql)
+			}
+		case "statement error":
+			if want.code == "" {
+				t.Fatalf("%s: PostgreSQL succeeded on a block marked statement error\n%s", where, b.sql)
+			}
+		}
+		if got.code != want.code {
+			t.Errorf("%s: SQLSTATE: ShaleDB %q (%s), PostgreSQL %q (%s)\n%s", where, got.code, got.msg, want.code, want.msg, b.sql)
+			continue
+		}
+		if want.code != "" {
+			continue
+		}
+		if !slices.Equal(got.tags, want.tags) {
+			t.Errorf("%s: command tags: ShaleDB %q, PostgreSQL %q\n%s", where, got.tags, want.tags, b.sql)
+		}
+		if !slices.Equal(got.cols, want.cols) {
+			t.Errorf("%s: columns: ShaleDB %q, PostgreSQL %q\n%s", where, got.cols, want.cols, b.sql)
+		}
+		if b.directive == "query rowsort" {
+			slices.Sort(got.rows)
+			slices.Sort(want.rows)
+		}
+		if !slices.Equal(got.rows, want.rows) {
+			t.Errorf("%s: rows differ\nShaleDB:\n  %s\nPostgreSQL:\n  %s\n%s", where,
+				strings.Join(got.rows, "\n  "), strings.Join(want.rows, "\n  "), b.sql)
+		}
+	}
+}
