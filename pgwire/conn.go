@@ -87,7 +87,7 @@ func (s *Server) handle(nc net.Conn) {
 		c.sess.Close()
 		s.unregister(c)
 	}()
-	if err := c.serve(); err != nil && !isDisconnect(err) {
+	if err := c.serve(); err != nil && !isDisconnect(err) && !errors.Is(err, errFatalSent) {
 		s.cfg.Logger.Debug("connection ended", "remote", nc.RemoteAddr(), "err", err)
 	}
 }
@@ -102,11 +102,18 @@ func isDisconnect(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// fatal sends a FATAL error and flushes; the caller closes.
+// errFatalSent ends a connection after a FATAL error was sent.
+var errFatalSent = errors.New("pgwire: connection closed after a fatal error")
+
+// fatal sends a FATAL error and flushes; it always returns an error, so
+// the caller closes the connection.
 func (c *conn) fatal(err *pgerror.Error) error {
 	err.Severity = "FATAL"
 	c.sendError(err)
-	return c.w.Flush()
+	if ferr := c.w.Flush(); ferr != nil {
+		return ferr
+	}
+	return fmt.Errorf("%w: %s %s", errFatalSent, err.Code, err.Message)
 }
 
 func (c *conn) startup() error {
