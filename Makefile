@@ -25,7 +25,10 @@ FUZZ_TARGETS := \
 	./sql/encoding:FuzzDecodeKey \
 	./sql/encoding:FuzzDecodeRow \
 	./sql/encoding:FuzzDecodeUvarint \
-	./sql/keys:FuzzDecodeTenantKey
+	./sql/keys:FuzzDecodeTenantKey \
+	./tenancy/scram:FuzzExchange \
+	./pgwire:FuzzStartup \
+	./pgwire:FuzzMessages
 
 .DEFAULT_GOAL := help
 

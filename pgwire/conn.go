@@ -75,6 +75,12 @@ func (c *conn) setBusy(cancel context.CancelFunc) {
 
 func (s *Server) handle(nc net.Conn) {
 	defer nc.Close()
+	defer func() {
+		// A bug must cost one connection, never the server.
+		if r := recover(); r != nil {
+			s.cfg.Logger.Error("connection panicked", "remote", nc.RemoteAddr(), "panic", r)
+		}
+	}()
 	c := &conn{srv: s, nc: nc}
 	c.reset(nc)
 	if err := c.startup(); err != nil {
@@ -198,7 +204,7 @@ func (c *conn) authenticate(m *pgproto3.StartupMessage) error {
 	if err := c.be.SetAuthType(pgproto3.AuthTypeSASL); err != nil {
 		return err
 	}
-	msg, err := c.be.Receive()
+	msg, err := c.receive()
 	if err != nil {
 		return err
 	}
@@ -217,7 +223,7 @@ func (c *conn) authenticate(m *pgproto3.StartupMessage) error {
 	if err := c.be.SetAuthType(pgproto3.AuthTypeSASLContinue); err != nil {
 		return err
 	}
-	if msg, err = c.be.Receive(); err != nil {
+	if msg, err = c.receive(); err != nil {
 		return err
 	}
 	resp, ok := msg.(*pgproto3.SASLResponse)
@@ -265,6 +271,18 @@ func (c *conn) sendError(e *pgerror.Error) {
 	})
 }
 
+// receive reads one message. pgproto3's decoders can panic on hostile
+// input (a negative length inside Bind); that is a malformed message, not a
+// crash.
+func (c *conn) receive() (msg pgproto3.FrontendMessage, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("malformed message: %v", r)
+		}
+	}()
+	return c.be.Receive()
+}
+
 // serve is the session loop: one message at a time, a type switch, as
 // pgproto3's examples do.
 func (c *conn) serve() error {
@@ -275,7 +293,7 @@ func (c *conn) serve() error {
 		if c.srv.closing.Load() && !c.busy {
 			return c.fatal(pgerror.New(pgerror.CodeAdminShutdown, "terminating connection due to administrator command"))
 		}
-		msg, err := c.be.Receive()
+		msg, err := c.receive()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && c.srv.closing.Load() {
 				return c.fatal(pgerror.New(pgerror.CodeAdminShutdown, "terminating connection due to administrator command"))
