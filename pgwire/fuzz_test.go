@@ -55,7 +55,9 @@ func runConn(t *testing.T, s *Server, sess *session.Session, input []byte, after
 
 type refuseAll struct{}
 
-func (refuseAll) Verifier(context.Context, string, string) (string, bool, error) { return "", false, nil }
+func (refuseAll) Verifier(context.Context, string, string) (string, bool, error) {
+	return "", false, nil
+}
 func (refuseAll) Connect(context.Context, string, string, map[string]string) (*session.Session, error) {
 	panic("unreachable: authentication always fails")
 }
