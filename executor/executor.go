@@ -106,6 +106,16 @@ func run(rt *Runtime, p planner.Plan, emit Emit) error {
 		return nil
 	case *planner.Scan:
 		return scan(rt, p, emit)
+	case *planner.RowSource:
+		for {
+			row, err := p.Next()
+			if err != nil || row == nil {
+				return err
+			}
+			if err := emit(row); err != nil {
+				return err
+			}
+		}
 	case *planner.Filter:
 		return run(rt, p.Input, func(row []value.Value) error {
 			v, err := rt.eval(p.Cond, row)

@@ -349,3 +349,51 @@ func (b *Builder) Delete(s *pg.DeleteStmt) (Plan, error) {
 	}
 	return d, nil
 }
+
+// CopyInsert plans COPY FROM: rows of the named columns (all visible
+// columns if none) come from next; the other columns take their defaults.
+// It returns the plan and the types the data's fields are read as.
+func (b *Builder) CopyInsert(t *catalog.Table, columns []string, next func() ([]value.Value, error)) (*Insert, []types.T, error) {
+	var targets []int
+	if len(columns) == 0 {
+		for i, c := range t.Columns {
+			if !c.Hidden {
+				targets = append(targets, i)
+			}
+		}
+	}
+	for _, name := range columns {
+		i := t.ColumnIndex(name)
+		if i < 0 || t.Columns[i].Hidden {
+			return nil, nil, pgerror.New(pgerror.CodeUndefinedColumn, "column %q of relation %q does not exist", name, t.Name)
+		}
+		for _, j := range targets {
+			if j == i {
+				return nil, nil, pgerror.New(pgerror.CodeDuplicateColumn, "column %q specified more than once", name)
+			}
+		}
+		targets = append(targets, i)
+	}
+	src := &RowSource{Next: next}
+	colTypes := make([]types.T, len(targets))
+	provided := map[int]int{}
+	for j, i := range targets {
+		c := t.Columns[i]
+		colTypes[j] = c.Type
+		src.Cols = append(src.Cols, Column{Name: c.Name, Type: c.Type})
+		provided[i] = j
+	}
+	row := make([]expr.Expr, len(t.Columns))
+	for i, c := range t.Columns {
+		if j, ok := provided[i]; ok {
+			row[i] = &expr.Col{Idx: j, T: c.Type, Name: c.Name}
+			continue
+		}
+		d, err := b.defaultExpr(t, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		row[i] = d
+	}
+	return &Insert{Table: t, Source: &Project{Input: src, Exprs: row, Cols: tableScope(t, t.Name).cols}}, colTypes, nil
+}

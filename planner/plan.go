@@ -13,6 +13,7 @@ import (
 	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/expr"
 	"github.com/shaledb/shaledb/sql/types"
+	"github.com/shaledb/shaledb/sql/value"
 )
 
 // Column is one output column of a plan.
@@ -33,6 +34,15 @@ type Values struct {
 }
 
 func (v *Values) Columns() []Column { return v.Cols }
+
+// RowSource produces rows from outside the plan (COPY FROM data) until
+// Next returns nil.
+type RowSource struct {
+	Cols []Column
+	Next func() ([]value.Value, error)
+}
+
+func (r *RowSource) Columns() []Column { return r.Cols }
 
 // ScanKind is how a Scan reads its table.
 type ScanKind int

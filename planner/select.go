@@ -18,7 +18,7 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	switch {
 	case s.WithClause != nil:
 		return nil, pgerror.Unsupported("WITH")
-	case s.Op != pg.SetOperation_SETOP_NONE:
+	case s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED:
 		return nil, pgerror.Unsupported(strings.ToUpper(strings.TrimPrefix(s.Op.String(), "SETOP_")))
 	case s.IntoClause != nil:
 		return nil, pgerror.Unsupported("SELECT INTO")

@@ -15,7 +15,9 @@
 //	query rowsort         the same, rows compared as multisets
 //
 // Rows are compared in PostgreSQL's text format, so output formatting
-// (floats, numerics, timestamps) is compared too. Each file gets a fresh
+// (floats, numerics, timestamps) is compared too. A COPY … TO STDOUT block
+// compares the bytes sent; in a COPY … FROM STDIN block the lines after the
+// first are the data sent. Each file gets a fresh
 // ShaleDB node and a fresh PostgreSQL database.
 package logictest
 
@@ -107,6 +109,32 @@ type outcome struct {
 
 func run(ctx context.Context, c *pgconn.PgConn, sql string) outcome {
 	var o outcome
+	upper := strings.ToUpper(sql)
+	if strings.HasPrefix(upper, "COPY") {
+		first, data, _ := strings.Cut(sql, "\n")
+		var tag pgconn.CommandTag
+		var err error
+		var out strings.Builder
+		if strings.Contains(strings.ToUpper(first), "FROM STDIN") {
+			tag, err = c.CopyFrom(ctx, strings.NewReader(data+"\n"), first)
+		} else {
+			tag, err = c.CopyTo(ctx, &out, sql)
+		}
+		if err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) {
+				o.code, o.msg = pe.Code, pe.Message
+			} else {
+				o.code, o.msg = "connection", err.Error()
+			}
+			return o
+		}
+		o.tags = []string{tag.String()}
+		if out.Len() > 0 {
+			o.rows = strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		}
+		return o
+	}
 	results, err := c.Exec(ctx, sql).ReadAll()
 	for _, r := range results {
 		o.tags = append(o.tags, r.CommandTag.String())

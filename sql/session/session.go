@@ -240,6 +240,10 @@ func writes(tree *pg.ParseResult) bool {
 	for _, st := range tree.Stmts {
 		switch st.Stmt.Node.(type) {
 		case *pg.Node_SelectStmt, *pg.Node_VariableShowStmt:
+		case *pg.Node_CopyStmt:
+			// COPY talks to the client as it runs: it cannot be held back
+			// and replayed.
+			return false
 		default:
 			return true
 		}
@@ -307,6 +311,8 @@ func (s *Session) execute(ctx context.Context, stmt *pg.Node, paramTypes []types
 		return s.query(ctx, stmt, paramTypes, params, w, maxRows, portal)
 	case *pg.Node_DiscardStmt:
 		return w.Complete("DISCARD ALL")
+	case *pg.Node_CopyStmt:
+		return s.copy(ctx, x.CopyStmt, w)
 	}
 	return pgerror.Unsupported("statement " + statementName(stmt))
 }
