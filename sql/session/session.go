@@ -313,6 +313,8 @@ func (s *Session) execute(ctx context.Context, stmt *pg.Node, paramTypes []types
 		return w.Complete("DISCARD ALL")
 	case *pg.Node_CopyStmt:
 		return s.copy(ctx, x.CopyStmt, w)
+	case *pg.Node_AlterTableStmt:
+		return s.alterTable(ctx, x.AlterTableStmt, w)
 	}
 	return pgerror.Unsupported("statement " + statementName(stmt))
 }
