@@ -32,7 +32,8 @@ import (
 //     acknowledged one.
 //
 // A transaction t writes keys crash/t/0 … crash/t/n-1 (n varies from 1 to
-// 200, so some commits are large) with value t, and crash/last/<writer> = t.
+// 200, and one in 101 writes 30,000 keys, more than one Badger batch holds)
+// with value t, and crash/last/<writer> = t.
 // CRASH_CYCLES sets the number of kill cycles (default 20; `make crash`
 // runs 200).
 
@@ -44,7 +45,15 @@ const (
 	crashKeyPrefix = "crash/"
 )
 
+// largeTxnKeys makes a transaction too large for one Badger batch (at the
+// 8 MiB memtable the test uses), so it is committed in several batches
+// behind an intent file: kills land in the middle of such commits too.
+const largeTxnKeys = 30_000
+
 func txnSize(txn int) int {
+	if txn%101 == 50 {
+		return largeTxnKeys
+	}
 	switch txn % 10 {
 	case 0:
 		return 200

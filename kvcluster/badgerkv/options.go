@@ -18,11 +18,16 @@ type Options struct {
 	// nothing survives Close. For tests.
 	InMemory bool
 
-	// MemTableBytes is the size of one Badger memtable. It also bounds one
-	// atomic commit: a transaction's writes may take at most 15% of it
-	// (Badger's batch limit), so the 64 MiB default allows about 9 MiB or
-	// about 90,000 writes per transaction. Default 64 MiB.
+	// MemTableBytes is the size of one Badger memtable. Commits up to 15%
+	// of it (Badger's batch limit, about 9 MiB at the default) share a
+	// batch with others; larger ones are written alone in several batches
+	// behind an intent file (large.go). Default 64 MiB.
 	MemTableBytes int64
+
+	// TxnBytesMax bounds the writes one transaction buffers (in memory,
+	// until commit); past it a write fails with ErrTxnTooLarge.
+	// Default 256 MiB.
+	TxnBytesMax int64
 
 	// CommitQueueMax bounds the commits waiting for the committer; a
 	// committer that is behind makes Commit wait (under its context) rather
@@ -54,6 +59,9 @@ const (
 func (o *Options) ensureDefaults() {
 	if o.MemTableBytes == 0 {
 		o.MemTableBytes = memTableBytesDefault
+	}
+	if o.TxnBytesMax == 0 {
+		o.TxnBytesMax = 256 << 20
 	}
 	if o.CommitQueueMax == 0 {
 		o.CommitQueueMax = commitQueueMaxDefault

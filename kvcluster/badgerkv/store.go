@@ -98,7 +98,11 @@ func Open(opts Options) (*Store, error) {
 		stop:      make(chan struct{}),
 		committed: make(chan struct{}),
 	}
-	last := db.MaxVersion()
+	last, err := s.recoverIntent(db.MaxVersion())
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("badgerkv: recover an interrupted large commit: %w", err)
+	}
 	s.visibleTs.Store(last)
 	s.committer = committer{
 		s:          s,
@@ -320,6 +324,16 @@ func (c *committer) commitBatch(batch []*commitReq) {
 			req.done <- fmt.Errorf("badgerkv: commit: %w", kvcluster.ErrWriteConflict)
 			continue
 		}
+		if req.bytes > c.batchBytes || int64(len(req.writes)) > c.batchCount {
+			// Too large for one batch: committed alone, after the group
+			// so far.
+			if len(g.reqs) > 0 {
+				c.flush(g)
+			}
+			c.flushLarge(req)
+			g = &group{ts: c.lastTs + 1}
+			continue
+		}
 		if len(g.reqs) > 0 && (g.bytes+req.bytes > c.batchBytes || g.count+int64(len(req.writes)) > c.batchCount) {
 			c.flush(g)
 			g = &group{ts: c.lastTs + 1}
@@ -356,6 +370,32 @@ func (c *committer) conflicts(req *commitReq) bool {
 		}
 	}
 	return false
+}
+
+// flushLarge commits one request too large for a batch (large.go).
+func (c *committer) flushLarge(req *commitReq) {
+	if c.failed != nil {
+		req.done <- c.failed
+		return
+	}
+	ts := c.lastTs + 1
+	err := c.writeLarge(ts, req)
+	c.lastTs = ts
+	if err != nil {
+		err = fmt.Errorf("badgerkv: commit: %w: %w", ErrStoreFailed, err)
+		c.failed = err
+		req.done <- err
+		return
+	}
+	fps := make([]uint64, 0, len(req.writes))
+	for _, w := range req.writes {
+		fp := maphash.Bytes(c.seed, w.key)
+		c.recent[fp] = ts
+		fps = append(fps, fp)
+	}
+	c.s.visibleTs.Store(ts)
+	c.history = append(c.history, groupWrites{ts: ts, fps: fps})
+	req.done <- nil
 }
 
 // flush writes and syncs one group, publishes its timestamp and answers its

@@ -228,9 +228,9 @@ func (t *txn) buffer(ctx context.Context, w *write) error {
 	if !replaced {
 		count++
 	}
-	if t.bytes+delta > t.s.committer.batchBytes || count > t.s.committer.batchCount {
-		return fmt.Errorf("%w: %d writes and %d bytes exceed one commit's %d writes or %d bytes",
-			kvcluster.ErrTxnTooLarge, count, t.bytes+delta, t.s.committer.batchCount, t.s.committer.batchBytes)
+	if t.bytes+delta > t.s.opts.TxnBytesMax {
+		return fmt.Errorf("%w: %d bytes of writes exceed the %d byte limit of one transaction",
+			kvcluster.ErrTxnTooLarge, t.bytes+delta, t.s.opts.TxnBytesMax)
 	}
 	t.writes.ReplaceOrInsert(w)
 	t.bytes += delta
