@@ -86,6 +86,11 @@ bench-kv: deps ## KvCluster benchmarks, then side by side with PostgreSQL; resul
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 3 ./kvcluster/badgerkv | tee $(RESULTS)/$$(date -u +%Y-%m-%d)-kv.txt
 	$(GO) run ./benchmarks/kvbaseline --duration 10s --out $(RESULTS)
 
+.PHONY: bench-pgbench
+bench-pgbench: build ## pgbench select-only and TPC-B, ShaleDB vs PostgreSQL 15 in one run
+	@mkdir -p $(RESULTS)
+	$(GO) run ./benchmarks/pgbenchcmp --shaledb bin/shaledb --scale 1 --clients 8 --duration 10s --out $(RESULTS)
+
 .PHONY: clean
 clean: ## remove build output (not $(DATA_DIR))
 	rm -rf bin

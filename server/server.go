@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -271,6 +272,9 @@ func (n *Node) Connect(ctx context.Context, database, user string, params map[st
 
 func (n *Node) healthHandler() http.Handler {
 	mux := http.NewServeMux()
+	// Profiles for operators, on the --http address only.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		err := kvcluster.View(r.Context(), n.store, func(txn kvcluster.Txn) error {
 			_, err := migrations.Version(r.Context(), txn)

@@ -15,7 +15,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -23,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -31,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	pgbenchrun "github.com/shaledb/shaledb/benchmarks/pgbench"
 	"github.com/shaledb/shaledb/benchmarks/pgserver"
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/kvcluster/badgerkv"
@@ -199,57 +198,20 @@ func shaleReads(ctx context.Context, s kvcluster.KvCluster, d time.Duration) (re
 	return summarize("shaledb-kv", "point-read", 1, lat, elapsed), err
 }
 
-// pgbench runs script for d and reads per-transaction latencies from its
-// log.
+// pgbench runs script for d on PostgreSQL through the shared runner.
 func pgbench(ctx context.Context, pg *pgserver.Server, tmp, workload string, clients int, d time.Duration, script string) (result, error) {
-	dir, err := os.MkdirTemp(tmp, "pgbench-")
-	if err != nil {
-		return result{}, err
-	}
-	scriptPath := filepath.Join(dir, "script.sql")
+	scriptPath := filepath.Join(tmp, workload+".sql")
 	if err := os.WriteFile(scriptPath, []byte(script), 0o644); err != nil {
 		return result{}, err
 	}
-	cmd := exec.CommandContext(ctx, "pgbench", "-n", "-M", "prepared",
-		"-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
-		"-T", strconv.Itoa(int(d.Seconds())), "-f", scriptPath,
-		"-l", "--log-prefix", filepath.Join(dir, "log"),
-		"-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", pg.User, "postgres")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return result{}, fmt.Errorf("pgbench: %w\n%s", err, out)
+	target := pgbenchrun.Target{Host: pg.Host, Port: pg.Port, User: pg.User, Database: "postgres"}
+	r, err := pgbenchrun.Run(ctx, target, tmp, "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
+		"-T", strconv.Itoa(int(d.Seconds())), "-f", scriptPath)
+	if err != nil {
+		return result{}, err
 	}
-	logs, _ := filepath.Glob(filepath.Join(dir, "log.*"))
-	var lat []time.Duration
-	var first, last float64
-	for _, path := range logs {
-		f, err := os.Open(path)
-		if err != nil {
-			return result{}, err
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			// client_id transaction_no latency_us script_no epoch_s epoch_us
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 6 {
-				continue
-			}
-			us, _ := strconv.ParseFloat(fields[2], 64)
-			sec, _ := strconv.ParseFloat(fields[4], 64)
-			usec, _ := strconv.ParseFloat(fields[5], 64)
-			end := sec + usec/1e6
-			start := end - us/1e6
-			if first == 0 || start < first {
-				first = start
-			}
-			last = max(last, end)
-			lat = append(lat, time.Duration(us*1e3))
-		}
-		f.Close()
-	}
-	if len(lat) == 0 {
-		return result{}, fmt.Errorf("pgbench logged no transactions")
-	}
-	return summarize("postgresql-15", workload, clients, lat, time.Duration((last-first)*1e9)), nil
+	return result{System: "postgresql-15", Workload: workload, Clients: clients, Ops: r.Transactions,
+		OpsPerS: r.TPS, P50us: r.P50us, P99us: r.P99us, P999us: r.P999us}, nil
 }
 
 func write(outDir string, results []result, w io.Writer) error {

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/sql/encoding"
@@ -104,10 +105,57 @@ func (idx *Index) RecordIndex() *record.Index {
 // Catalog reads and writes one tenant's schema inside a transaction.
 type Catalog struct {
 	codec keys.Codec
+	cache *DescriptorCache
 }
 
 // New returns the catalog of the tenant codec is bound to.
 func New(codec keys.Codec) *Catalog { return &Catalog{codec: codec} }
+
+// WithCache returns the catalog decoding descriptors through cache.
+func (c *Catalog) WithCache(cache *DescriptorCache) *Catalog {
+	return &Catalog{codec: c.codec, cache: cache}
+}
+
+// DescriptorCache keeps decoded table descriptors keyed by their exact
+// stored bytes. Reads still go through the transaction (each statement
+// sees its snapshot's schema); only decoding is saved, and a changed
+// descriptor, having other bytes, can never be served stale. Cached
+// descriptors are shared: callers must not modify them (copy first, as
+// ALTER does). Safe for concurrent use; bounded.
+type DescriptorCache struct {
+	mu sync.RWMutex
+	m  map[string]*Table
+}
+
+// descriptorCacheMax bounds the cache; past it the cache starts over.
+const descriptorCacheMax = 8192
+
+// NewDescriptorCache returns an empty cache.
+func NewDescriptorCache() *DescriptorCache { return &DescriptorCache{m: map[string]*Table{}} }
+
+func (dc *DescriptorCache) decode(b []byte) (*Table, error) {
+	if dc != nil {
+		dc.mu.RLock()
+		t, ok := dc.m[string(b)]
+		dc.mu.RUnlock()
+		if ok {
+			return t, nil
+		}
+	}
+	var t Table
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, err
+	}
+	if dc != nil {
+		dc.mu.Lock()
+		if len(dc.m) >= descriptorCacheMax {
+			dc.m = map[string]*Table{}
+		}
+		dc.m[string(b)] = &t
+		dc.mu.Unlock()
+	}
+	return &t, nil
+}
 
 // Codec is the tenant's key codec.
 func (c *Catalog) Codec() keys.Codec { return c.codec }
@@ -124,11 +172,11 @@ func (c *Catalog) Table(ctx context.Context, txn kvcluster.Txn, name string) (*T
 	if err != nil || !found {
 		return nil, false, err
 	}
-	var t Table
-	if err := json.Unmarshal(b, &t); err != nil {
+	t, err := c.cache.decode(b)
+	if err != nil {
 		return nil, false, fmt.Errorf("catalog: table %q: corrupt descriptor: %w", name, err)
 	}
-	return &t, true, nil
+	return t, true, nil
 }
 
 // MustTable reads a table or returns 42P01.

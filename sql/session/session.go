@@ -58,7 +58,8 @@ type Engine struct {
 	parseMu sync.Mutex
 	parsed  map[string]*pg.ParseResult // bounded by parseCacheMax
 
-	seqs sequences
+	seqs  sequences
+	descs *catalog.DescriptorCache
 }
 
 // parseCacheMax bounds the parse cache; past it the cache starts over.
@@ -66,7 +67,7 @@ const parseCacheMax = 4096
 
 // NewEngine returns an engine over kv.
 func NewEngine(kv kvcluster.KvCluster, now func() time.Time) *Engine {
-	e := &Engine{KV: kv, Now: now, parsed: map[string]*pg.ParseResult{}}
+	e := &Engine{KV: kv, Now: now, parsed: map[string]*pg.ParseResult{}, descs: catalog.NewDescriptorCache()}
 	e.seqs.kv = kv
 	e.seqs.cached = map[seqKey]*seqBlock{}
 	return e
@@ -132,7 +133,7 @@ func (e *Engine) New(tenant keys.TenantID, database, user string, params map[str
 		e: e, tenant: tenant, codec: keys.MakeCodec(tenant), user: user, database: database,
 		settings: defaultSettings(), prepared: map[string]*Prepared{}, portals: map[string]*Portal{},
 	}
-	s.cat = catalog.New(s.codec)
+	s.cat = catalog.New(s.codec).WithCache(e.descs)
 	for k, v := range params {
 		if _, known := s.settings[strings.ToLower(k)]; known {
 			s.settings[strings.ToLower(k)] = v

@@ -1,0 +1,177 @@
+// Command pgbenchcmp runs pgbench against ShaleDB and against PostgreSQL 15
+// in the same run: same scale, clients, duration and query mode, durability
+// on for both, both over TCP loopback. ShaleDB runs as its own process
+// (bin/shaledb), so its peak RSS is measured too. Results, with
+// ShaleDB/PostgreSQL ratios, go to benchmarks/results/<date>-pgbench.{json,md}.
+//
+// TPC-B runs with --max-tries so that serialization failures are retried
+// (ShaleDB's snapshot isolation fails contended updates with 40001 where
+// PostgreSQL queues on the row lock; RFC 0003); the retries and remaining
+// failures are reported.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shaledb/shaledb/benchmarks/pgbench"
+	"github.com/shaledb/shaledb/benchmarks/pgserver"
+)
+
+type row struct {
+	Workload string         `json:"workload"`
+	Mode     string         `json:"mode"`
+	Clients  int            `json:"clients"`
+	ShaleDB  pgbench.Result `json:"shaledb"`
+	Postgres pgbench.Result `json:"postgresql"`
+}
+
+func main() {
+	binary := flag.String("shaledb", "bin/shaledb", "the shaledb binary")
+	scale := flag.Int("scale", 1, "pgbench scale")
+	clients := flag.Int("clients", 8, "pgbench clients")
+	duration := flag.Duration("duration", 10*time.Second, "length of each run")
+	out := flag.String("out", "benchmarks/results", "results directory")
+	flag.Parse()
+	if err := run(context.Background(), *binary, *scale, *clients, *duration, *out, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "pgbenchcmp:", err)
+		os.Exit(1)
+	}
+}
+
+// startShaleDB runs the binary on a fresh data directory and returns its
+// port and process.
+func startShaleDB(ctx context.Context, binary, dir string) (*exec.Cmd, int, error) {
+	cmd := exec.CommandContext(ctx, binary, "start", "--data-dir", filepath.Join(dir, "shaledb"), "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "SHALEDB_ADMIN_PASSWORD=bench")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	re := regexp.MustCompile(`postgres:\s+127\.0\.0\.1:(\d+)`)
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			port, _ := strconv.Atoi(m[1])
+			go func() { _, _ = io.Copy(io.Discard, stdout) }()
+			return cmd, port, nil
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil, 0, fmt.Errorf("shaledb did not report its address")
+}
+
+// peakRSS reads a process's high-water resident set, in MiB.
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func run(ctx context.Context, binary string, scale, clients int, d time.Duration, outDir string, w io.Writer) error {
+	tmp, err := os.MkdirTemp("", "pgbenchcmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	node, port, err := startShaleDB(ctx, binary, tmp)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = node.Process.Signal(syscall.SIGTERM)
+		_ = node.Wait()
+	}()
+	pg, err := pgserver.Start(ctx, pgserver.Options{})
+	if err != nil {
+		return err
+	}
+	defer pg.Stop()
+	shale := pgbench.Target{Host: "127.0.0.1", Port: port, User: "admin", Password: "bench", Database: "system"}
+	postgres := pgbench.Target{Host: pg.Host, Port: pg.Port, User: pg.User, Database: "postgres"}
+	for name, t := range map[string]pgbench.Target{"ShaleDB": shale, "PostgreSQL": postgres} {
+		fmt.Fprintf(w, "pgbench -i -s %d on %s…\n", scale, name)
+		if err := pgbench.Init(ctx, t, scale); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	common := []string{"-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(int(d.Seconds()))}
+	var rows []row
+	for _, wl := range []struct {
+		name string
+		args []string
+	}{
+		{"select-only", []string{"-S"}},
+		{"tpc-b", []string{"--max-tries=100"}},
+	} {
+		for _, mode := range []string{"simple", "prepared"} {
+			r := row{Workload: wl.name, Mode: mode, Clients: clients}
+			args := append(append([]string{"-M", mode}, wl.args...), common...)
+			fmt.Fprintf(w, "%s -M %s, %d clients, %v each…\n", wl.name, mode, clients, d)
+			if r.ShaleDB, err = pgbench.Run(ctx, shale, tmp, args...); err != nil {
+				return fmt.Errorf("ShaleDB: %w", err)
+			}
+			if r.Postgres, err = pgbench.Run(ctx, postgres, tmp, args...); err != nil {
+				return fmt.Errorf("PostgreSQL: %w", err)
+			}
+			rows = append(rows, r)
+		}
+	}
+	rss := peakRSS(node.Process.Pid)
+	return write(outDir, scale, clients, d, rss, rows, w)
+}
+
+func write(outDir string, scale, clients int, d time.Duration, rssMiB float64, rows []row, w io.Writer) error {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+	base := filepath.Join(outDir, time.Now().UTC().Format("2006-01-02")+"-pgbench")
+	js, _ := json.MarshalIndent(map[string]any{"scale": scale, "clients": clients, "duration_s": d.Seconds(), "shaledb_peak_rss_mib": rssMiB, "runs": rows}, "", "  ")
+	if err := os.WriteFile(base+".json", append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	var md strings.Builder
+	fmt.Fprintf(&md, "# pgbench: ShaleDB vs PostgreSQL 15, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&md, "Scale %d, %d clients, %v per run, durability on for both, TCP loopback, same machine and run (`make bench-pgbench`).\n", scale, clients, d)
+	fmt.Fprintf(&md, "ShaleDB peak RSS: %.0f MiB. TPC-B runs with `--max-tries=100`.\n\n", rssMiB)
+	md.WriteString("| workload | mode | ShaleDB TPS | PostgreSQL TPS | TPS ratio | ShaleDB avg / p99 ms | PostgreSQL avg / p99 ms | p99 ratio | ShaleDB failed |\n")
+	md.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&md, "| %s | %s | %.0f | %.0f | %.2f | %.2f / %.2f | %.2f / %.2f | %.2f | %d |\n",
+			r.Workload, r.Mode, r.ShaleDB.TPS, r.Postgres.TPS, r.ShaleDB.TPS/r.Postgres.TPS,
+			r.ShaleDB.AvgUs/1e3, r.ShaleDB.P99us/1e3, r.Postgres.AvgUs/1e3, r.Postgres.P99us/1e3,
+			r.ShaleDB.P99us/r.Postgres.P99us, r.ShaleDB.Failed)
+	}
+	md.WriteString("\nRatios are ShaleDB ÷ PostgreSQL: TPS above 1 is faster; p99 below 1 is better.\n")
+	if err := os.WriteFile(base+".md", []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprint(w, md.String())
+	fmt.Fprintf(w, "\nwritten to %s.{json,md}\n", base)
+	return nil
+}
