@@ -3,6 +3,9 @@ package executor
 import (
 	"bytes"
 
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/sql/expr"
+
 	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/pgerror"
@@ -236,14 +239,56 @@ func runInsert(rt *Runtime, p *planner.Insert, emit Emit) (int64, error) {
 }
 
 // collect reads every row a DML scan selects before anything is written,
-// so a write never feeds back into the scan that found it.
+// so a write never feeds back into the scan that found it. When the
+// transaction can lock rows, each row is then locked and, if another
+// transaction changed it since the snapshot, replaced by its latest
+// version when that still matches the WHERE clause (and dropped when it
+// does not, or was deleted): PostgreSQL's read-committed UPDATE, which
+// waits for the row's lock instead of failing with 40001.
 func collect(rt *Runtime, s *planner.Scan) ([][]value.Value, error) {
 	var rows [][]value.Value
 	err := scan(rt, s, func(row []value.Value) error {
 		rows = append(rows, row)
 		return nil
 	})
-	return rows, err
+	if err != nil {
+		return nil, err
+	}
+	lt, ok := rt.Txn.(kvcluster.LockingTxn)
+	if !ok {
+		return rows, nil
+	}
+	rec := s.Table.Record()
+	out := rows[:0]
+	for _, row := range rows {
+		key, val, err := rec.EncodeRow(rt.Codec, row)
+		if err != nil {
+			return nil, err
+		}
+		latest, found, err := lt.LockForUpdate(rt.Ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			continue // deleted since the snapshot
+		}
+		if !bytes.Equal(latest, val) {
+			if row, err = rec.DecodeRow(rt.Codec, key, latest); err != nil {
+				return nil, err
+			}
+			if s.Filter != nil {
+				ok, err := rt.eval(s.Filter, row)
+				if err != nil {
+					return nil, err
+				}
+				if !expr.Truthy(ok) {
+					continue
+				}
+			}
+		}
+		out = append(out, row)
+	}
+	return out, nil
 }
 
 func runUpdate(rt *Runtime, p *planner.Update, emit Emit) (int64, error) {

@@ -15,6 +15,11 @@ var (
 	// be retried from Begin. Retryable.
 	ErrWriteConflict = errors.New("kvcluster: write-write conflict")
 
+	// ErrDeadlock: waiting for a row lock would have closed a cycle of
+	// transactions waiting for each other. Nothing of this transaction is
+	// applied; retry it from Begin. Retryable.
+	ErrDeadlock = errors.New("kvcluster: deadlock detected")
+
 	// ErrClosed: the store has been closed. Final.
 	ErrClosed = errors.New("kvcluster: store closed")
 
@@ -37,7 +42,7 @@ var (
 // IsRetryable reports whether err means the transaction failed without
 // effect and running it again from Begin may succeed.
 func IsRetryable(err error) bool {
-	return errors.Is(err, ErrWriteConflict)
+	return errors.Is(err, ErrWriteConflict) || errors.Is(err, ErrDeadlock)
 }
 
 // CheckKey validates a key against the contract's limits.

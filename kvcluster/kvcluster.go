@@ -132,3 +132,21 @@ type Txn interface {
 	// idiom.
 	Rollback()
 }
+
+// LockingTxn is a Txn that can take pessimistic row locks, as SQL's
+// UPDATE, DELETE and SELECT … FOR UPDATE need. Implementations offer it by
+// returning a Txn that also implements it; callers find it by type
+// assertion and fall back to plain first-committer-wins without it.
+type LockingTxn interface {
+	Txn
+	// LockForUpdate takes an exclusive lock on key, held until the
+	// transaction ends. If another transaction holds it, LockForUpdate
+	// waits for that transaction to end (bounded by ctx; a wait that
+	// would close a cycle of waiters fails at once with ErrDeadlock). It
+	// returns the key's latest committed value — not the snapshot's —
+	// overlaid with this transaction's own writes, and from then on reads
+	// of key in this transaction see that value. A commit that wrote key
+	// before the lock was taken no longer makes this transaction's write
+	// of key conflict: the lock, not the snapshot, orders the two.
+	LockForUpdate(ctx context.Context, key []byte) (value []byte, found bool, err error)
+}

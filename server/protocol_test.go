@@ -158,11 +158,13 @@ func readPortal(t *testing.T, fe *pgproto3.Frontend) (rows []string, suspended b
 	}
 }
 
-// TestConflictIs40001ThenRetrySucceeds: two explicit transactions update
-// one row; the second committer gets 40001, and running it again works.
-func TestConflictIs40001ThenRetrySucceeds(t *testing.T) {
+// TestConcurrentUpdateWaitsForTheRowLock: as in PostgreSQL, a second
+// transaction updating a row another has updated waits for it to end, then
+// updates the latest version; both commit.
+func TestConcurrentUpdateWaitsForTheRowLock(t *testing.T) {
 	_, url := startNode(t)
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	a := connect(t, url, pgx.QueryExecModeSimpleProtocol)
 	b := connect(t, url, pgx.QueryExecModeSimpleProtocol)
 	if _, err := a.Exec(ctx, "CREATE TABLE c (id int PRIMARY KEY, n int); INSERT INTO c VALUES (1, 0)"); err != nil {
@@ -173,7 +175,49 @@ func TestConflictIs40001ThenRetrySucceeds(t *testing.T) {
 	if _, err := ta.Exec(ctx, "UPDATE c SET n = n + 1 WHERE id = 1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.Exec(ctx, "UPDATE c SET n = n + 10 WHERE id = 1"); err != nil {
+	done := make(chan error, 1)
+	go func() {
+		_, err := tb.Exec(ctx, "UPDATE c SET n = n + 10 WHERE id = 1")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the second UPDATE did not wait for the row lock: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := ta.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("second UPDATE after the lock: %v", err)
+	}
+	if err := tb.Commit(ctx); err != nil {
+		t.Fatalf("second commit: %v", err)
+	}
+	var n int
+	if err := a.QueryRow(ctx, "SELECT n FROM c WHERE id = 1").Scan(&n); err != nil || n != 11 {
+		t.Fatalf("n = %d (%v), want 11: an update was lost", n, err)
+	}
+}
+
+// TestInsertRaceIs40001: two transactions insert the same new key; there
+// is no row to lock, so the second committer gets 40001, and its retry
+// finds the row (23505).
+func TestInsertRaceIs40001(t *testing.T) {
+	_, url := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := connect(t, url, pgx.QueryExecModeSimpleProtocol)
+	b := connect(t, url, pgx.QueryExecModeSimpleProtocol)
+	if _, err := a.Exec(ctx, "CREATE TABLE r (id int PRIMARY KEY, who text)"); err != nil {
+		t.Fatal(err)
+	}
+	ta, _ := a.Begin(ctx)
+	tb, _ := b.Begin(ctx)
+	if _, err := ta.Exec(ctx, "INSERT INTO r VALUES (1, 'a')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Exec(ctx, "INSERT INTO r VALUES (1, 'b')"); err != nil {
 		t.Fatal(err)
 	}
 	if err := ta.Commit(ctx); err != nil {
@@ -182,16 +226,11 @@ func TestConflictIs40001ThenRetrySucceeds(t *testing.T) {
 	if err := tb.Commit(ctx); sqlstate(err) != "40001" {
 		t.Fatalf("second committer: %v, want 40001", err)
 	}
-	tb, _ = b.Begin(ctx)
-	if _, err := tb.Exec(ctx, "UPDATE c SET n = n + 10 WHERE id = 1"); err != nil {
-		t.Fatal(err)
+	if _, err := b.Exec(ctx, "INSERT INTO r VALUES (1, 'b')"); sqlstate(err) != "23505" {
+		t.Fatalf("retry: %v, want 23505", err)
 	}
-	if err := tb.Commit(ctx); err != nil {
-		t.Fatalf("retry: %v", err)
-	}
-	var n int
-	if err := a.QueryRow(ctx, "SELECT n FROM c WHERE id = 1").Scan(&n); err != nil || n != 11 {
-		t.Fatalf("n = %d (%v), want 11", n, err)
+	if _, err := b.Exec(ctx, "INSERT INTO r VALUES (2, 'b')"); err != nil {
+		t.Fatalf("retry with a free key: %v", err)
 	}
 }
 

@@ -60,13 +60,18 @@ type Store struct {
 	activeMu sync.Mutex
 	active   map[uint64]int
 
+	locks lockTable
+
 	queue     chan *commitReq
 	stop      chan struct{}
 	committed chan struct{} // closed when the committer has exited
 	committer committer
 }
 
-var _ kvcluster.KvCluster = (*Store)(nil)
+var (
+	_ kvcluster.KvCluster  = (*Store)(nil)
+	_ kvcluster.LockingTxn = (*txn)(nil)
+)
 
 // Open opens (creating if needed) the store described by opts.
 func Open(opts Options) (*Store, error) {
@@ -94,6 +99,7 @@ func Open(opts Options) (*Store, error) {
 		opts:      opts,
 		db:        db,
 		active:    make(map[uint64]int),
+		locks:     lockTable{locks: make(map[string]*rowLock)},
 		queue:     make(chan *commitReq, opts.CommitQueueMax),
 		stop:      make(chan struct{}),
 		committed: make(chan struct{}),
@@ -365,7 +371,8 @@ func (c *committer) commitBatch(batch []*commitReq) {
 // than req's snapshot.
 func (c *committer) conflicts(req *commitReq) bool {
 	for _, w := range req.writes {
-		if ts, ok := c.recent[maphash.Bytes(c.seed, w.key)]; ok && ts > req.readTs {
+		since := max(req.readTs, w.lockTs)
+		if ts, ok := c.recent[maphash.Bytes(c.seed, w.key)]; ok && ts > since {
 			return true
 		}
 	}

@@ -16,6 +16,9 @@ type write struct {
 	key     []byte
 	value   []byte
 	deleted bool
+	// lockTs, when set, replaces the snapshot as the point after which a
+	// commit to key conflicts (the key was locked then; locks.go).
+	lockTs uint64
 }
 
 func writeLess(a, b *write) bool { return bytes.Compare(a.key, b.key) < 0 }
@@ -30,6 +33,7 @@ type txn struct {
 	writes   *btree.BTreeG[*write] // nil until the first write
 	bytes    int64                 // Badger's charge for the buffered writes
 	done     bool
+	locks    lockState
 }
 
 // enter checks that the transaction and the store are usable and holds the
@@ -253,6 +257,7 @@ func (t *txn) Commit(ctx context.Context) error {
 		done:   make(chan error, 1),
 	}
 	t.writes.Ascend(func(w *write) bool {
+		w.lockTs = t.locks.lockedTs[string(w.key)]
 		req.writes = append(req.writes, w)
 		return true
 	})
@@ -286,5 +291,6 @@ func (t *txn) Rollback() {
 	t.done = true
 	t.snap.Discard()
 	t.s.endTxn(t.readTs)
+	t.s.locks.releaseAll(t)
 	t.writes = nil
 }

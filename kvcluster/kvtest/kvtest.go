@@ -62,6 +62,10 @@ func Run(t *testing.T, open Opener) {
 		{"TxnLifecycle", testLifecycle},
 		{"ContextCancelled", testContext},
 		{"ModelBasedInterleavings", testModel},
+		{"LockWaitsAndSeesLatest", testLockWaitsAndSeesLatest},
+		{"LockedIncrementsNeedNoRetry", testLockedIncrementsNeedNoRetry},
+		{"DeadlockDetected", testDeadlockDetected},
+		{"LockWaitCancelled", testLockWaitCancelled},
 	}
 	for i, tc := range tests {
 		p := prefix(fmt.Sprintf("kvtest/%02d/", i))
