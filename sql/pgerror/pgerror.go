@@ -46,6 +46,7 @@ const (
 	CodeInvalidSchemaName            = "3F000"
 	CodeCannotCoerce                 = "42846"
 	CodeSerializationFailure         = "40001"
+	CodeDeadlockDetected             = "40P01"
 	CodeInFailedSQLTransaction       = "25P02"
 	CodeActiveSQLTransaction         = "25001"
 	CodeNoActiveSQLTransaction       = "25P01"
@@ -109,7 +110,8 @@ func Unsupported(feature string) *Error {
 }
 
 // Classify returns err as an *Error, giving a code to errors that have
-// none: a KvCluster write conflict is 40001, a cancelled statement 57014,
+// none: a KvCluster write conflict is 40001, a deadlock 40P01, a
+// cancelled statement 57014,
 // an oversized transaction 54000, anything else XX000.
 func Classify(err error) *Error {
 	var pe *Error
@@ -117,6 +119,8 @@ func Classify(err error) *Error {
 		return pe
 	}
 	switch {
+	case errors.Is(err, kvcluster.ErrDeadlock):
+		return Wrap(err, CodeDeadlockDetected, "deadlock detected")
 	case kvcluster.IsRetryable(err):
 		return Wrap(err, CodeSerializationFailure, "could not serialize access due to concurrent update")
 	case errors.Is(err, context.Canceled):
