@@ -75,10 +75,12 @@ func (lt *lockTable) acquire(ctx context.Context, t *txn, key string) error {
 		t.locks.waitingFor = l
 		free := l.free
 		lt.mu.Unlock()
+		t.s.lockWaiters.Add(1)
 		select {
 		case <-free:
 		case <-ctx.Done():
 		}
+		t.s.lockWaiters.Add(-1)
 		lt.mu.Lock()
 		t.locks.waitingFor = nil
 		l.waiters--

@@ -61,6 +61,10 @@ type Store struct {
 	active   map[uint64]int
 
 	locks lockTable
+	// lockWaiters counts transactions waiting for a row lock: they cannot
+	// commit until a lock holder does, so the committer does not wait for
+	// them.
+	lockWaiters atomic.Int64
 
 	queue     chan *commitReq
 	stop      chan struct{}
@@ -281,11 +285,13 @@ func (c *committer) run() {
 		}
 		// The committers of the last group are likely on their way back
 		// with their next commit: wait briefly for them rather than spend a
-		// whole sync on a partial group (Postgres's commit_delay, adaptive).
-		if len(batch) < lastGroup && c.s.opts.GroupLinger > 0 {
+		// whole sync on a partial group (Postgres's commit_delay, adaptive)
+		// — but not for those queued on a row lock, which may be held by
+		// this very group.
+		if expect := lastGroup - int(c.s.lockWaiters.Load()); len(batch) < expect && c.s.opts.GroupLinger > 0 {
 			linger.Reset(c.s.opts.GroupLinger)
 		wait:
-			for len(batch) < lastGroup {
+			for len(batch) < expect {
 				select {
 				case req := <-c.s.queue:
 					batch = append(batch, req)
