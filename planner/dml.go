@@ -245,6 +245,20 @@ func (b *Builder) Insert(s *pg.InsertStmt) (Plan, error) {
 	return ins, nil
 }
 
+// dmlTarget resolves an UPDATE's or DELETE's table and plans the scan
+// of the rows its WHERE clause selects.
+func (b *Builder) dmlTarget(with *pg.WithClause, rv *pg.RangeVar, where *pg.Node) (*catalog.Table, *Scan, *scope, error) {
+	if with != nil {
+		return nil, nil, nil, pgerror.Unsupported("WITH")
+	}
+	t, err := b.tableOf(rv)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	scan, sc, err := b.dmlScan(t, rv, where)
+	return t, scan, sc, err
+}
+
 func (b *Builder) dmlScan(t *catalog.Table, rv *pg.RangeVar, where *pg.Node) (*Scan, *scope, error) {
 	name := rv.Relname
 	if rv.Alias != nil {
@@ -268,17 +282,10 @@ func (b *Builder) dmlScan(t *catalog.Table, rv *pg.RangeVar, where *pg.Node) (*S
 
 // Update plans an UPDATE.
 func (b *Builder) Update(s *pg.UpdateStmt) (Plan, error) {
-	if s.WithClause != nil {
-		return nil, pgerror.Unsupported("WITH")
-	}
 	if len(s.FromClause) > 0 {
 		return nil, pgerror.Unsupported("UPDATE … FROM")
 	}
-	t, err := b.tableOf(s.Relation)
-	if err != nil {
-		return nil, err
-	}
-	scan, sc, err := b.dmlScan(t, s.Relation, s.WhereClause)
+	t, scan, sc, err := b.dmlTarget(s.WithClause, s.Relation, s.WhereClause)
 	if err != nil {
 		return nil, err
 	}
@@ -327,17 +334,10 @@ func (b *Builder) Update(s *pg.UpdateStmt) (Plan, error) {
 
 // Delete plans a DELETE.
 func (b *Builder) Delete(s *pg.DeleteStmt) (Plan, error) {
-	if s.WithClause != nil {
-		return nil, pgerror.Unsupported("WITH")
-	}
 	if len(s.UsingClause) > 0 {
 		return nil, pgerror.Unsupported("DELETE … USING")
 	}
-	t, err := b.tableOf(s.Relation)
-	if err != nil {
-		return nil, err
-	}
-	scan, sc, err := b.dmlScan(t, s.Relation, s.WhereClause)
+	t, scan, sc, err := b.dmlTarget(s.WithClause, s.Relation, s.WhereClause)
 	if err != nil {
 		return nil, err
 	}

@@ -196,13 +196,7 @@ func (c *committer) writeLarge(ts uint64, req *commitReq) error {
 			btxn = s.db.NewTransactionAt(math.MaxUint64, true)
 			bytes, count = 0, 0
 		}
-		var err error
-		if w.deleted {
-			err = btxn.Delete(w.key)
-		} else {
-			err = btxn.Set(w.key, w.value)
-		}
-		if err != nil {
+		if err := w.applyTo(btxn); err != nil {
 			return err
 		}
 		bytes += size

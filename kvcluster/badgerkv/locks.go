@@ -127,13 +127,8 @@ func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, erro
 	}
 	defer exit()
 	// Our own write wins over anything committed.
-	if t.writes != nil {
-		if w, ok := t.writes.Get(&write{key: key}); ok {
-			if w.deleted {
-				return nil, false, nil
-			}
-			return bytes.Clone(w.value), true, nil
-		}
+	if v, found, ok := t.ownWrite(key); ok {
+		return v, found, nil
 	}
 	// The latest committed value: with the lock held, no locking writer
 	// can commit key until we end.

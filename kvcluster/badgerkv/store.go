@@ -438,19 +438,21 @@ func (c *committer) write(g *group) error {
 			}
 		}
 		for _, w := range req.writes {
-			var err error
-			if w.deleted {
-				err = btxn.Delete(w.key)
-			} else {
-				err = btxn.Set(w.key, w.value)
-			}
-			if err != nil {
+			if err := w.applyTo(btxn); err != nil {
 				return err
 			}
 		}
 	}
 	// With SyncWrites, Badger syncs its write-ahead log before this returns.
 	return btxn.CommitAt(g.ts, nil)
+}
+
+// applyTo adds w to a Badger transaction.
+func (w *write) applyTo(btxn *badger.Txn) error {
+	if w.deleted {
+		return btxn.Delete(w.key)
+	}
+	return btxn.Set(w.key, w.value)
 }
 
 // forget drops conflict history that no open or future transaction can

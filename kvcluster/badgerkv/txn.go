@@ -62,13 +62,8 @@ func (t *txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	defer exit()
-	if t.writes != nil {
-		if w, ok := t.writes.Get(&write{key: key}); ok {
-			if w.deleted {
-				return nil, false, nil
-			}
-			return bytes.Clone(w.value), true, nil
-		}
+	if v, found, ok := t.ownWrite(key); ok {
+		return v, found, nil
 	}
 	item, err := t.snap.Get(key)
 	if err == badger.ErrKeyNotFound {
@@ -82,6 +77,22 @@ func (t *txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 		return nil, false, fmt.Errorf("badgerkv: get value: %w", errClosedOrNil(err))
 	}
 	return v, true, nil
+}
+
+// ownWrite returns the transaction's buffered write of key: ok is false
+// when it wrote none; found is false when it deleted the key.
+func (t *txn) ownWrite(key []byte) (value []byte, found, ok bool) {
+	if t.writes == nil {
+		return nil, false, false
+	}
+	w, ok := t.writes.Get(&write{key: key})
+	if !ok {
+		return nil, false, false
+	}
+	if w.deleted {
+		return nil, false, true
+	}
+	return bytes.Clone(w.value), true, true
 }
 
 func (t *txn) Scan(ctx context.Context, start, end []byte, opts kvcluster.ScanOptions) ([]kvcluster.KeyValue, error) {

@@ -121,12 +121,7 @@ func run(ctx context.Context, c *pgconn.PgConn, sql string) outcome {
 			tag, err = c.CopyTo(ctx, &out, sql)
 		}
 		if err != nil {
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) {
-				o.code, o.msg = pe.Code, pe.Message
-			} else {
-				o.code, o.msg = "connection", err.Error()
-			}
+			o.setError(err)
 			return o
 		}
 		o.tags = []string{tag.String()}
@@ -157,14 +152,19 @@ func run(ctx context.Context, c *pgconn.PgConn, sql string) outcome {
 		}
 	}
 	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) {
-			o.code, o.msg = pe.Code, pe.Message
-		} else {
-			o.code, o.msg = "connection", err.Error()
-		}
+		o.setError(err)
 	}
 	return o
+}
+
+// setError records err's SQLSTATE, or "connection" for a non-SQL error.
+func (o *outcome) setError(err error) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		o.code, o.msg = pe.Code, pe.Message
+		return
+	}
+	o.code, o.msg = "connection", err.Error()
 }
 
 func TestLogic(t *testing.T) {
