@@ -134,6 +134,10 @@ func (n Numeric) String() string {
 		}
 		return "Infinity"
 	}
+	if n.Dec.Negative && n.Dec.Coeff.Sign() == 0 {
+		// PostgreSQL's numeric has no negative zero: -0.00 prints 0.00.
+		return new(apd.Decimal).Abs(n.Dec).Text('f')
+	}
 	return n.Dec.Text('f')
 }
 func (t Text) String() string  { return string(t) }
