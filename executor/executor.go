@@ -358,13 +358,13 @@ func runLimit(rt *Runtime, p *planner.Limit, emit Emit) error {
 	return err
 }
 
-// describeKey renders key values as PostgreSQL's 23505 detail does:
-// "Key (a, b)=(1, x) already exists."
-func describeKey(t *catalog.Table, cols []int, row []value.Value) string {
+// KeyText renders key columns of a row as PostgreSQL's unique-violation
+// details do: "(a, b)=(1, x)".
+func KeyText(t *catalog.Table, cols []int, row []value.Value) string {
 	var names, vals []string
 	for _, c := range cols {
 		names = append(names, t.Columns[c].Name)
 		vals = append(vals, string(types.AppendText(nil, t.Columns[c].Type, row[c])))
 	}
-	return fmt.Sprintf("Key (%s)=(%s) already exists.", strings.Join(names, ", "), strings.Join(vals, ", "))
+	return fmt.Sprintf("(%s)=(%s)", strings.Join(names, ", "), strings.Join(vals, ", "))
 }

@@ -76,7 +76,7 @@ func (w *writer) columnPositions(idx *catalog.Index) []int {
 
 func (w *writer) duplicate(idx *catalog.Index, row []value.Value) error {
 	return pgerror.New(pgerror.CodeUniqueViolation, "duplicate key value violates unique constraint %q", idx.Name).
-		WithDetail("%s", describeKey(w.t, w.columnPositions(idx), row))
+		WithDetail("Key %s already exists.", KeyText(w.t, w.columnPositions(idx), row))
 }
 
 // exists reports whether a row with this primary key exists.

@@ -84,7 +84,7 @@ func (b *Builder) CreateTable(s *pg.CreateStmt) (*catalog.Table, error) {
 			}
 			col := catalog.Column{ID: t.NextColumnID, Name: cd.Colname, Type: typ, NotNull: cd.IsNotNull}
 			t.NextColumnID++
-			ns := names(cd.TypeName.Names)
+			ns := Names(cd.TypeName.Names)
 			if types.IsSerial(ns[len(ns)-1]) && len(ns) == 1 {
 				col.Serial, col.NotNull = true, true
 			}
@@ -128,11 +128,11 @@ func (b *Builder) CreateTable(s *pg.CreateStmt) (*catalog.Table, error) {
 			c := x.Constraint
 			switch c.Contype {
 			case pg.ConstrType_CONSTR_PRIMARY:
-				if err := addPK(names(c.Keys), c.Location); err != nil {
+				if err := addPK(Names(c.Keys), c.Location); err != nil {
 					return nil, err
 				}
 			case pg.ConstrType_CONSTR_UNIQUE:
-				uniques = append(uniques, names(c.Keys))
+				uniques = append(uniques, Names(c.Keys))
 			default:
 				return nil, posErr(pgerror.Unsupported(strings.ToLower(strings.TrimPrefix(c.Contype.String(), "CONSTR_"))+" constraints"), c.Location)
 			}

@@ -99,6 +99,85 @@ func tableScope(t *catalog.Table, name string) *scope {
 	return sc
 }
 
+// writableColumn resolves a column an INSERT, UPDATE or COPY names: it
+// must exist and not be hidden.
+func writableColumn(t *catalog.Table, name string) (int, error) {
+	i := t.ColumnIndex(name)
+	if i < 0 || t.Columns[i].Hidden {
+		return 0, pgerror.New(pgerror.CodeUndefinedColumn, "column %q of relation %q does not exist", name, t.Name)
+	}
+	return i, nil
+}
+
+// insertTargets resolves the column list of INSERT or COPY FROM, in the
+// order given (all visible columns when none are named); locs, when given,
+// place errors in the query text.
+func insertTargets(t *catalog.Table, names []string, locs []int32) ([]int, error) {
+	var targets []int
+	if len(names) == 0 {
+		for i, c := range t.Columns {
+			if !c.Hidden {
+				targets = append(targets, i)
+			}
+		}
+		return targets, nil
+	}
+	loc := func(j int) int32 {
+		if j < len(locs) {
+			return locs[j]
+		}
+		return -1
+	}
+	seen := map[int]bool{}
+	for j, name := range names {
+		i, err := writableColumn(t, name)
+		if err != nil {
+			return nil, posErr(err.(*pgerror.Error), loc(j))
+		}
+		if seen[i] {
+			return nil, posErr(pgerror.New(pgerror.CodeDuplicateColumn, "column %q specified more than once", name), loc(j))
+		}
+		seen[i] = true
+		targets = append(targets, i)
+	}
+	return targets, nil
+}
+
+// rowFiller builds a full row of a table from the values provided for some
+// columns and the defaults of the others (each default built once).
+type rowFiller struct {
+	b        *Builder
+	t        *catalog.Table
+	defaults []expr.Expr
+}
+
+func (f *rowFiller) deflt(i int) (expr.Expr, error) {
+	if f.defaults[i] == nil {
+		d, err := f.b.defaultExpr(f.t, f.t.Columns[i])
+		if err != nil {
+			return nil, err
+		}
+		f.defaults[i] = d
+	}
+	return f.defaults[i], nil
+}
+
+func (f *rowFiller) fill(provided map[int]expr.Expr) ([]expr.Expr, error) {
+	row := make([]expr.Expr, len(f.t.Columns))
+	for i := range f.t.Columns {
+		if e, ok := provided[i]; ok {
+			row[i] = e
+			continue
+		}
+		d, err := f.deflt(i)
+		if err != nil {
+			return nil, err
+		}
+		row[i] = d
+	}
+	return row, nil
+}
+
 // Insert plans an INSERT.
 func (b *Builder) Insert(s *pg.InsertStmt) (Plan, error) {
 	if s.WithClause != nil {
@@ -115,58 +194,21 @@ func (b *Builder) Insert(s *pg.InsertStmt) (Plan, error) {
 		}
 		ins.OnConflictDoNothing = true
 	}
-	// Target columns, in the order given.
-	var targets []int
-	if len(s.Cols) == 0 {
-		for i, c := range t.Columns {
-			if !c.Hidden {
-				targets = append(targets, i)
-			}
+	var names []string
+	var locs []int32
+	for _, n := range s.Cols {
+		rt := n.GetResTarget()
+		if len(rt.Indirection) > 0 {
+			return nil, posErr(pgerror.Unsupported("INSERT into subfields or array elements"), rt.Location)
 		}
-	} else {
-		seen := map[int]bool{}
-		for _, n := range s.Cols {
-			rt := n.GetResTarget()
-			if len(rt.Indirection) > 0 {
-				return nil, posErr(pgerror.Unsupported("INSERT into subfields or array elements"), rt.Location)
-			}
-			i := t.ColumnIndex(rt.Name)
-			if i < 0 || t.Columns[i].Hidden {
-				return nil, posErr(pgerror.New(pgerror.CodeUndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name), rt.Location)
-			}
-			if seen[i] {
-				return nil, posErr(pgerror.New(pgerror.CodeDuplicateColumn, "column %q specified more than once", rt.Name), rt.Location)
-			}
-			seen[i] = true
-			targets = append(targets, i)
-		}
+		names, locs = append(names, rt.Name), append(locs, rt.Location)
 	}
-	defaults := make([]expr.Expr, len(t.Columns))
-	deflt := func(i int) (expr.Expr, error) {
-		if defaults[i] == nil {
-			d, err := b.defaultExpr(t, t.Columns[i])
-			if err != nil {
-				return nil, err
-			}
-			defaults[i] = d
-		}
-		return defaults[i], nil
+	targets, err := insertTargets(t, names, locs)
+	if err != nil {
+		return nil, err
 	}
-	fill := func(provided map[int]expr.Expr) ([]expr.Expr, error) {
-		row := make([]expr.Expr, len(t.Columns))
-		for i := range t.Columns {
-			if e, ok := provided[i]; ok {
-				row[i] = e
-				continue
-			}
-			d, err := deflt(i)
-			if err != nil {
-				return nil, err
-			}
-			row[i] = d
-		}
-		return row, nil
-	}
+	rf := &rowFiller{b: b, t: t, defaults: make([]expr.Expr, len(t.Columns))}
+	deflt, fill := rf.deflt, rf.fill
 	var sel *pg.SelectStmt
 	if s.SelectStmt != nil {
 		sel = s.SelectStmt.GetSelectStmt()
@@ -299,9 +341,9 @@ func (b *Builder) Update(s *pg.UpdateStmt) (Plan, error) {
 		if rt.Val.GetMultiAssignRef() != nil {
 			return nil, posErr(pgerror.Unsupported("UPDATE … SET (a, b) = …"), rt.Location)
 		}
-		i := t.ColumnIndex(rt.Name)
-		if i < 0 || t.Columns[i].Hidden {
-			return nil, posErr(pgerror.New(pgerror.CodeUndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name), rt.Location)
+		i, err := writableColumn(t, rt.Name)
+		if err != nil {
+			return nil, posErr(err.(*pgerror.Error), rt.Location)
 		}
 		if seen[i] {
 			return nil, posErr(pgerror.New(pgerror.CodeDuplicateColumn, "multiple assignments to same column %q", rt.Name), rt.Location)
@@ -354,46 +396,22 @@ func (b *Builder) Delete(s *pg.DeleteStmt) (Plan, error) {
 // columns if none) come from next; the other columns take their defaults.
 // It returns the plan and the types the data's fields are read as.
 func (b *Builder) CopyInsert(t *catalog.Table, columns []string, next func() ([]value.Value, error)) (*Insert, []types.T, error) {
-	var targets []int
-	if len(columns) == 0 {
-		for i, c := range t.Columns {
-			if !c.Hidden {
-				targets = append(targets, i)
-			}
-		}
-	}
-	for _, name := range columns {
-		i := t.ColumnIndex(name)
-		if i < 0 || t.Columns[i].Hidden {
-			return nil, nil, pgerror.New(pgerror.CodeUndefinedColumn, "column %q of relation %q does not exist", name, t.Name)
-		}
-		for _, j := range targets {
-			if j == i {
-				return nil, nil, pgerror.New(pgerror.CodeDuplicateColumn, "column %q specified more than once", name)
-			}
-		}
-		targets = append(targets, i)
+	targets, err := insertTargets(t, columns, nil)
+	if err != nil {
+		return nil, nil, err
 	}
 	src := &RowSource{Next: next}
 	colTypes := make([]types.T, len(targets))
-	provided := map[int]int{}
+	provided := map[int]expr.Expr{}
 	for j, i := range targets {
 		c := t.Columns[i]
 		colTypes[j] = c.Type
 		src.Cols = append(src.Cols, Column{Name: c.Name, Type: c.Type})
-		provided[i] = j
+		provided[i] = &expr.Col{Idx: j, T: c.Type, Name: c.Name}
 	}
-	row := make([]expr.Expr, len(t.Columns))
-	for i, c := range t.Columns {
-		if j, ok := provided[i]; ok {
-			row[i] = &expr.Col{Idx: j, T: c.Type, Name: c.Name}
-			continue
-		}
-		d, err := b.defaultExpr(t, c)
-		if err != nil {
-			return nil, nil, err
-		}
-		row[i] = d
+	row, err := (&rowFiller{b: b, t: t, defaults: make([]expr.Expr, len(t.Columns))}).fill(provided)
+	if err != nil {
+		return nil, nil, err
 	}
 	return &Insert{Table: t, Source: &Project{Input: src, Exprs: row, Cols: tableScope(t, t.Name).cols}}, colTypes, nil
 }

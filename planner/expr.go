@@ -1,7 +1,6 @@
 package planner
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -18,7 +17,6 @@ import (
 // Builder plans statements of one session against one transaction's view
 // of the catalog.
 type Builder struct {
-	Ctx context.Context
 	// Table returns a table's descriptor or a 42P01 error.
 	Table func(name string) (*catalog.Table, error)
 	// Params holds the parameter types: those given by the client, then
@@ -57,7 +55,9 @@ func strNode(n *pg.Node) string {
 	return ""
 }
 
-func names(ns []*pg.Node) []string {
+// Names returns the strings of a list of String nodes (qualified names,
+// column lists).
+func Names(ns []*pg.Node) []string {
 	out := make([]string, len(ns))
 	for i, n := range ns {
 		out[i] = strNode(n)
@@ -293,7 +293,7 @@ func typeName(tn *pg.TypeName) (types.T, error) {
 	if len(tn.ArrayBounds) > 0 {
 		return types.T{}, posErr(pgerror.Unsupported("array types"), tn.Location)
 	}
-	ns := names(tn.Names)
+	ns := Names(tn.Names)
 	var mods []int32
 	for _, m := range tn.Typmods {
 		c := m.GetAConst()

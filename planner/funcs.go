@@ -24,7 +24,7 @@ const VersionString = "PostgreSQL 15.0 (ShaleDB) on x86_64-pc-linux-gnu, compile
 var aggregates = map[string]bool{"count": true, "sum": true, "avg": true, "min": true, "max": true}
 
 func funcName(f *pg.FuncCall) string {
-	ns := names(f.Funcname)
+	ns := Names(f.Funcname)
 	name := ns[len(ns)-1]
 	if len(ns) == 2 && ns[0] != "pg_catalog" {
 		return ns[0] + "." + name

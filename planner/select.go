@@ -285,7 +285,7 @@ func (b *Builder) groupColumn(g *pg.Node, sc *scope, targets []*pg.Node) (int, e
 	if cr == nil {
 		return 0, pgerror.Unsupported("GROUP BY expressions other than columns")
 	}
-	return sc.resolveColumn(names(cr.Fields), cr.Location)
+	return sc.resolveColumn(Names(cr.Fields), cr.Location)
 }
 
 func (b *Builder) values(lists []*pg.Node) (Plan, error) {
@@ -340,7 +340,7 @@ func columnName(n *pg.Node) string {
 		if inner := columnName(x.TypeCast.Arg); inner != "?column?" {
 			return inner
 		}
-		ns := names(x.TypeCast.TypeName.Names)
+		ns := Names(x.TypeCast.TypeName.Names)
 		name := ns[len(ns)-1]
 		if alias, ok := castNames[name]; ok {
 			return alias

@@ -231,17 +231,24 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return n.store.Close()
 }
 
+// tenant looks up the tenant a connection names as its database; an
+// unknown one is 3D000.
+func tenant(ctx context.Context, txn kvcluster.Txn, database string) (tenancy.Tenant, error) {
+	t, ok, err := tenancy.Lookup(ctx, txn, database)
+	if err == nil && !ok {
+		err = pgerror.New(pgerror.CodeInvalidCatalogName, "database %q does not exist", database)
+	}
+	return t, err
+}
+
 // Verifier implements pgwire.Connector.
 func (n *Node) Verifier(ctx context.Context, database, user string) (string, bool, error) {
 	var verifier string
 	var found bool
 	err := kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) error {
-		t, ok, err := tenancy.Lookup(ctx, txn, database)
+		t, err := tenant(ctx, txn, database)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return pgerror.New(pgerror.CodeInvalidCatalogName, "database %q does not exist", database)
 		}
 		r, ok, err := catalog.New(keys.MakeCodec(t.ID)).Role(ctx, txn, user)
 		if err != nil || !ok {
@@ -255,19 +262,15 @@ func (n *Node) Verifier(ctx context.Context, database, user string) (string, boo
 
 // Connect implements pgwire.Connector.
 func (n *Node) Connect(ctx context.Context, database, user string, params map[string]string) (*session.Session, error) {
-	var tenant tenancy.Tenant
-	err := kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) error {
-		t, ok, err := tenancy.Lookup(ctx, txn, database)
-		if err == nil && !ok {
-			err = pgerror.New(pgerror.CodeInvalidCatalogName, "database %q does not exist", database)
-		}
-		tenant = t
+	var t tenancy.Tenant
+	err := kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) (err error) {
+		t, err = tenant(ctx, txn, database)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return n.engine.New(tenant.ID, database, user, params), nil
+	return n.engine.New(t.ID, database, user, params), nil
 }
 
 func (n *Node) healthHandler() http.Handler {

@@ -289,22 +289,11 @@ func SequenceName(t *Table, col Column) string {
 // SequenceCounter is the counter holding a sequence's last reserved value.
 func SequenceCounter(seq string) string { return "seq/" + seq }
 
-// NextCounter increments the named counter inside txn and returns its new
-// value; a missing counter starts at first.
+// NextCounter hands out the next value of the named counter inside txn:
+// first, then first+1, and so on.
 func (c *Catalog) NextCounter(ctx context.Context, txn kvcluster.Txn, name string, first int64) (int64, error) {
-	k := c.nameKey(countersTableID, name)
-	b, found, err := txn.Get(ctx, k)
-	if err != nil {
-		return 0, err
-	}
-	next := first
-	if found {
-		if len(b) != 8 {
-			return 0, fmt.Errorf("catalog: counter %q corrupt", name)
-		}
-		next = int64(binary.BigEndian.Uint64(b)) + 1
-	}
-	return next, txn.Put(ctx, k, binary.BigEndian.AppendUint64(nil, uint64(next)))
+	n, err := c.AdvanceCounter(ctx, txn, name, 1)
+	return first - 1 + n, err
 }
 
 // AdvanceCounter adds by to the named counter (missing: 0) inside txn and

@@ -12,7 +12,6 @@ import (
 	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/record"
-	"github.com/shaledb/shaledb/sql/types"
 	"github.com/shaledb/shaledb/sql/value"
 )
 
@@ -39,7 +38,7 @@ func (s *Session) alterTable(ctx context.Context, st *pg.AlterTableStmt, w Resul
 		if cmd.Subtype != pg.AlterTableType_AT_AddConstraint || c == nil || c.Contype != pg.ConstrType_CONSTR_PRIMARY {
 			return pgerror.Unsupported("ALTER TABLE " + strings.ToUpper(strings.TrimPrefix(cmd.Subtype.String(), "AT_")))
 		}
-		if err := s.addPrimaryKey(ctx, t, names(c.Keys), c.Conname); err != nil {
+		if err := s.addPrimaryKey(ctx, t, planner.Names(c.Keys), c.Conname); err != nil {
 			return err
 		}
 	}
@@ -113,13 +112,8 @@ func (s *Session) addPrimaryKey(ctx context.Context, t *catalog.Table, cols []st
 			return err
 		}
 		if seen[string(k)] {
-			var names, vals []string
-			for _, p := range positions {
-				names = append(names, t.Columns[p].Name)
-				vals = append(vals, string(types.AppendText(nil, t.Columns[p].Type, row[p])))
-			}
 			return pgerror.New(pgerror.CodeUniqueViolation, "could not create unique index %q", name).
-				WithDetail("Key (%s)=(%s) is duplicated.", strings.Join(names, ", "), strings.Join(vals, ", "))
+				WithDetail("Key %s is duplicated.", executor.KeyText(t, positions, row))
 		}
 		seen[string(k)] = true
 		puts = append(puts, kv{k, v})

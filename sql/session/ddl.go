@@ -6,6 +6,7 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
+	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/pgerror"
 )
@@ -38,7 +39,7 @@ func (s *Session) drop(ctx context.Context, st *pg.DropStmt, w ResultWriter) err
 		return pgerror.Unsupported("DROP " + strings.TrimPrefix(st.RemoveType.String(), "OBJECT_"))
 	}
 	for _, obj := range st.Objects {
-		parts := names(obj.GetList().Items)
+		parts := planner.Names(obj.GetList().Items)
 		name := parts[len(parts)-1]
 		if len(parts) > 1 && parts[0] != "public" {
 			return pgerror.New(pgerror.CodeInvalidSchemaName, "schema %q does not exist", parts[0])
@@ -86,14 +87,4 @@ func (s *Session) truncate(ctx context.Context, st *pg.TruncateStmt, w ResultWri
 		}
 	}
 	return w.Complete("TRUNCATE TABLE")
-}
-
-func names(ns []*pg.Node) []string {
-	out := make([]string, len(ns))
-	for i, n := range ns {
-		if str := n.GetString_(); str != nil {
-			out[i] = str.Sval
-		}
-	}
-	return out
 }

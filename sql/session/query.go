@@ -19,7 +19,7 @@ import (
 type pgParseError = parser.Error
 
 func (s *Session) builder(ctx context.Context, paramTypes []types.T) *planner.Builder {
-	return &planner.Builder{Ctx: ctx, Table: s.table(ctx), Params: append([]types.T(nil), paramTypes...)}
+	return &planner.Builder{Table: s.table(ctx), Params: append([]types.T(nil), paramTypes...)}
 }
 
 // plan plans a row statement.

@@ -144,9 +144,6 @@ func (e *Engine) New(tenant keys.TenantID, database, user string, params map[str
 	return s
 }
 
-// Catalog returns the session's tenant catalog.
-func (s *Session) Catalog() *catalog.Catalog { return s.cat }
-
 // TxnStatus is ReadyForQuery's status byte: 'I' idle, 'T' in a
 // transaction block, 'E' in a failed one.
 func (s *Session) TxnStatus() byte {
