@@ -145,7 +145,7 @@ func run(rt *Runtime, p planner.Plan, emit Emit) error {
 // span computes the key range a scan reads; empty is true when a bound is
 // NULL (no row can match).
 func span(rt *Runtime, s *planner.Scan) (start, end []byte, empty bool, err error) {
-	prefix := rt.Codec.IndexPrefix(s.Table.ID, keys.PrimaryIndexID)
+	prefix := rt.Codec.IndexPrefix(s.Table.ID, s.Table.Primary.ID)
 	pk := s.Table.Primary.Columns
 	key := prefix
 	for i, e := range s.Eq {

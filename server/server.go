@@ -57,6 +57,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// TxnMemoryBytes is how much of its writes a transaction keeps in
+	// memory before spilling them to disk; 0 takes the store's default.
+	TxnMemoryBytes int64
 }
 
 func (c *Config) validate() error {
@@ -105,8 +108,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	opts := badgerkv.Options{Dir: cfg.DataDir, Logger: cfg.Logger}
 	if cfg.InMemory {
 		opts = badgerkv.Options{InMemory: true, MemTableBytes: 16 << 20}
-	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	opts.TxnMemoryBytes = cfg.TxnMemoryBytes
+	if !cfg.InMemory {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
 	}
 	store, err := badgerkv.Open(opts)
 	if err != nil {

@@ -113,3 +113,20 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("version: %v %q", err, out.String())
 	}
 }
+
+func TestMemoryLimitFlag(t *testing.T) {
+	for in, want := range map[string]int64{"384MiB": 384 << 20, "2GiB": 2 << 30, "512KiB": 512 << 10, "1048576": 1 << 20, "0": 0, "10B": 10} {
+		cfg, err := parseStart([]string{"--data-dir", "d", "--memory-limit", in}, io.Discard)
+		if err != nil || cfg.MemoryLimit != want {
+			t.Errorf("--memory-limit %s = %d, %v; want %d", in, cfg.MemoryLimit, err, want)
+		}
+	}
+	for _, bad := range []string{"", "12XB", "-1MiB", "lots", "99999999999TiB"} {
+		if _, err := parseStart([]string{"--data-dir", "d", "--memory-limit", bad}, io.Discard); err == nil {
+			t.Errorf("--memory-limit %q accepted", bad)
+		}
+	}
+	if cfg, _ := parseStart([]string{"--data-dir", "d"}, io.Discard); cfg.MemoryLimit != defaultMemoryLimit {
+		t.Errorf("default memory limit %d", cfg.MemoryLimit)
+	}
+}

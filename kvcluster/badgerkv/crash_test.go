@@ -69,7 +69,13 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("run by TestCrashRecovery")
 	}
 	base, _ := strconv.Atoi(os.Getenv(crashBaseEnv))
-	s, err := badgerkv.Open(badgerkv.Options{Dir: dir, MemTableBytes: 8 << 20})
+	// Every other cycle, the large transactions spill to disk before
+	// their commit; in the others they commit from memory.
+	memory := int64(0)
+	if cycle := base / (crashWriters * txnsPerWriter); cycle%2 == 0 {
+		memory = 256 << 10
+	}
+	s, err := badgerkv.Open(badgerkv.Options{Dir: dir, MemTableBytes: 8 << 20, TxnMemoryBytes: memory})
 	if err != nil {
 		fmt.Println("open error:", err)
 		os.Exit(2)

@@ -127,8 +127,8 @@ func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, erro
 	}
 	defer exit()
 	// Our own write wins over anything committed.
-	if v, found, ok := t.ownWrite(key); ok {
-		return v, found, nil
+	if v, found, ok, err := t.ownWrite(key); err != nil || ok {
+		return v, found, err
 	}
 	// The latest committed value: with the lock held, no locking writer
 	// can commit key until we end.

@@ -21,13 +21,31 @@ type Options struct {
 	// MemTableBytes is the size of one Badger memtable. Commits up to 15%
 	// of it (Badger's batch limit, about 9 MiB at the default) share a
 	// batch with others; larger ones are written alone in several batches
-	// behind an intent file (large.go). Default 64 MiB.
+	// behind an intent file (large.go). Default 32 MiB.
 	MemTableBytes int64
 
-	// TxnBytesMax bounds the writes one transaction buffers (in memory,
-	// until commit); past it a write fails with ErrTxnTooLarge.
-	// Default 256 MiB.
+	// TxnBytesMax bounds the writes one transaction buffers until commit;
+	// past it a write fails with ErrTxnTooLarge. Default 4 GiB.
 	TxnBytesMax int64
+
+	// TxnMemoryBytes is how much of its writes a transaction keeps in
+	// memory; past it they move to a spill on disk (spill.go).
+	// Default 16 MiB.
+	TxnMemoryBytes int64
+
+	// SpillDir holds the spills of large transactions. Default: a
+	// directory inside Dir, or the system's temporary directory for an
+	// in-memory store.
+	SpillDir string
+
+	// BlockCacheBytes is the size of Badger's cache of table blocks.
+	// Tables are stored uncompressed and read through the page cache (they
+	// are memory-mapped), so the default is none.
+	BlockCacheBytes int64
+
+	// MemTables is how many memtables Badger keeps (one being written, the
+	// others waiting to be flushed). Default 3.
+	MemTables int
 
 	// CommitQueueMax bounds the commits waiting for the committer; a
 	// committer that is behind makes Commit wait (under its context) rather
@@ -50,7 +68,7 @@ type Options struct {
 }
 
 const (
-	memTableBytesDefault   = 64 << 20
+	memTableBytesDefault   = 32 << 20
 	commitQueueMaxDefault  = 4096
 	groupCommitsMaxDefault = 1024
 	groupLingerDefault     = 100 * time.Microsecond
@@ -61,7 +79,13 @@ func (o *Options) ensureDefaults() {
 		o.MemTableBytes = memTableBytesDefault
 	}
 	if o.TxnBytesMax == 0 {
-		o.TxnBytesMax = 256 << 20
+		o.TxnBytesMax = 4 << 30
+	}
+	if o.TxnMemoryBytes == 0 {
+		o.TxnMemoryBytes = 16 << 20
+	}
+	if o.MemTables == 0 {
+		o.MemTables = 3
 	}
 	if o.CommitQueueMax == 0 {
 		o.CommitQueueMax = commitQueueMaxDefault
@@ -84,6 +108,12 @@ func (o *Options) validate() error {
 	}
 	if o.MemTableBytes < 4<<20 {
 		errs = append(errs, fmt.Errorf("MemTableBytes %d is below the 4 MiB minimum", o.MemTableBytes))
+	}
+	if o.TxnMemoryBytes < 0 {
+		errs = append(errs, fmt.Errorf("TxnMemoryBytes %d must not be negative", o.TxnMemoryBytes))
+	}
+	if o.MemTables < 2 {
+		errs = append(errs, fmt.Errorf("MemTables %d is below the minimum of 2", o.MemTables))
 	}
 	if o.CommitQueueMax < 1 {
 		errs = append(errs, fmt.Errorf("CommitQueueMax %d must be positive", o.CommitQueueMax))

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/shaledb/shaledb/kvcluster"
 )
@@ -88,6 +89,9 @@ func Open(opts Options) (*Store, error) {
 		WithSyncWrites(!opts.InMemory).
 		WithDetectConflicts(false).
 		WithMemTableSize(opts.MemTableBytes).
+		WithNumMemtables(opts.MemTables).
+		WithBlockCacheSize(opts.BlockCacheBytes).
+		WithCompression(options.None).
 		WithNumVersionsToKeep(1).
 		WithValueThreshold(valueThresholdBytes).
 		WithNumCompactors(2).
@@ -107,6 +111,10 @@ func Open(opts Options) (*Store, error) {
 		queue:     make(chan *commitReq, opts.CommitQueueMax),
 		stop:      make(chan struct{}),
 		committed: make(chan struct{}),
+	}
+	if err := opts.removeStaleSpills(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("badgerkv: remove the spills of an earlier run: %w", err)
 	}
 	last, err := s.recoverIntent(db.MaxVersion())
 	if err != nil {
@@ -213,8 +221,36 @@ type commitReq struct {
 	state  atomic.Int32
 	readTs uint64
 	writes []*write
-	bytes  int64
-	done   chan error // receives exactly one result
+	// spill, when set, holds the writes instead (spill.go); lockedTs is
+	// then the transaction's lock timestamps by key.
+	spill    *spill
+	lockedTs map[string]uint64
+	bytes    int64
+	done     chan error // receives exactly one result
+}
+
+// count is an upper bound on the number of writes of req.
+func (req *commitReq) count() int64 {
+	if req.spill != nil {
+		return req.spill.entries
+	}
+	return int64(len(req.writes))
+}
+
+// each calls fn for every write of req in key order, with its lockTs set.
+func (req *commitReq) each(fn func(*write) error) error {
+	if req.spill == nil {
+		for _, w := range req.writes {
+			if err := fn(w); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return req.spill.each(func(w *write) error {
+		w.lockTs = req.lockedTs[string(w.key)]
+		return fn(w)
+	})
 }
 
 const (
@@ -233,6 +269,9 @@ type committer struct {
 	recent map[uint64]uint64
 	// history lists what recent holds, oldest first, to forget it in order.
 	history []groupWrites
+	// large lists the large commits an open transaction may not have
+	// seen, oldest first.
+	large []largeWrites
 	// batchBytes and batchCount bound one Badger transaction.
 	batchBytes, batchCount int64
 	sinceGC                int
@@ -249,6 +288,14 @@ type committer struct {
 type groupWrites struct {
 	ts  uint64
 	fps []uint64
+}
+
+// largeWrites is what the conflict check keeps of a large commit: the
+// sorted fingerprints of its keys rather than a map entry per key, so a
+// million-row commit costs 8 MiB.
+type largeWrites struct {
+	ts   uint64
+	keys keySet
 }
 
 // group is the commits that will share one timestamp and one sync.
@@ -332,11 +379,14 @@ func (c *committer) commitBatch(batch []*commitReq) {
 			req.done <- c.failed
 			continue
 		}
-		if c.conflicts(req) {
-			req.done <- fmt.Errorf("badgerkv: commit: %w", kvcluster.ErrWriteConflict)
+		if conflict, err := c.conflicts(req); err != nil || conflict {
+			if err == nil {
+				err = kvcluster.ErrWriteConflict
+			}
+			req.done <- fmt.Errorf("badgerkv: commit: %w", err)
 			continue
 		}
-		if req.bytes > c.batchBytes || int64(len(req.writes)) > c.batchCount {
+		if req.spill != nil || req.bytes > c.batchBytes || int64(len(req.writes)) > c.batchCount {
 			// Too large for one batch: committed alone, after the group
 			// so far.
 			if len(g.reqs) > 0 {
@@ -367,7 +417,7 @@ func (c *committer) commitBatch(batch []*commitReq) {
 		c.flush(g)
 	}
 	c.sinceGC++
-	if c.sinceGC >= 64 || len(c.recent) > 1<<20 {
+	if c.sinceGC >= 64 || len(c.recent) > 1<<20 || len(c.large) > 0 {
 		c.sinceGC = 0
 		c.forget()
 	}
@@ -375,15 +425,31 @@ func (c *committer) commitBatch(batch []*commitReq) {
 
 // conflicts reports whether a key req wrote was written by a commit newer
 // than req's snapshot.
-func (c *committer) conflicts(req *commitReq) bool {
-	for _, w := range req.writes {
+func (c *committer) conflicts(req *commitReq) (bool, error) {
+	conflict := false
+	err := req.each(func(w *write) error {
 		since := max(req.readTs, w.lockTs)
-		if ts, ok := c.recent[maphash.Bytes(c.seed, w.key)]; ok && ts > since {
-			return true
+		fp := maphash.Bytes(c.seed, w.key)
+		if ts, ok := c.recent[fp]; ok && ts > since {
+			conflict = true
+			return errStop
 		}
+		for _, l := range c.large {
+			if l.ts > since && l.keys.has(fp) {
+				conflict = true
+				return errStop
+			}
+		}
+		return nil
+	})
+	if err == errStop {
+		err = nil
 	}
-	return false
+	return conflict, err
 }
+
+// errStop ends an iteration early.
+var errStop = errors.New("stop")
 
 // flushLarge commits one request too large for a batch (large.go).
 func (c *committer) flushLarge(req *commitReq) {
@@ -392,7 +458,7 @@ func (c *committer) flushLarge(req *commitReq) {
 		return
 	}
 	ts := c.lastTs + 1
-	err := c.writeLarge(ts, req)
+	keys, err := c.writeLarge(ts, req)
 	c.lastTs = ts
 	if err != nil {
 		err = fmt.Errorf("badgerkv: commit: %w: %w", ErrStoreFailed, err)
@@ -400,14 +466,8 @@ func (c *committer) flushLarge(req *commitReq) {
 		req.done <- err
 		return
 	}
-	fps := make([]uint64, 0, len(req.writes))
-	for _, w := range req.writes {
-		fp := maphash.Bytes(c.seed, w.key)
-		c.recent[fp] = ts
-		fps = append(fps, fp)
-	}
 	c.s.visibleTs.Store(ts)
-	c.history = append(c.history, groupWrites{ts: ts, fps: fps})
+	c.large = append(c.large, largeWrites{ts: ts, keys: keys})
 	req.done <- nil
 }
 
@@ -468,6 +528,13 @@ func (c *committer) forget() {
 		}
 	}
 	c.history = append(c.history[:0], c.history[i:]...)
+	i = 0
+	for ; i < len(c.large) && c.large[i].ts <= oldest; i++ {
+	}
+	c.large = append(c.large[:0], c.large[i:]...)
+	if len(c.recent) == 0 {
+		c.recent = make(map[uint64]uint64) // give a grown map's memory back
+	}
 	c.s.db.SetDiscardTs(oldest)
 }
 

@@ -31,7 +31,9 @@ type txn struct {
 	readOnly bool
 	snap     *badger.Txn
 	writes   *btree.BTreeG[*write] // nil until the first write
-	bytes    int64                 // Badger's charge for the buffered writes
+	bytes    int64                 // Badger's charge for all buffered writes
+	memBytes int64                 // the part of bytes held in writes
+	spill    *spill                // writes moved out of memory (spill.go)
 	done     bool
 	locks    lockState
 }
@@ -62,8 +64,8 @@ func (t *txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	defer exit()
-	if v, found, ok := t.ownWrite(key); ok {
-		return v, found, nil
+	if v, found, ok, err := t.ownWrite(key); err != nil || ok {
+		return v, found, err
 	}
 	item, err := t.snap.Get(key)
 	if err == badger.ErrKeyNotFound {
@@ -81,18 +83,23 @@ func (t *txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 
 // ownWrite returns the transaction's buffered write of key: ok is false
 // when it wrote none; found is false when it deleted the key.
-func (t *txn) ownWrite(key []byte) (value []byte, found, ok bool) {
-	if t.writes == nil {
-		return nil, false, false
+func (t *txn) ownWrite(key []byte) (value []byte, found, ok bool, err error) {
+	var w *write
+	if t.writes != nil {
+		w, ok = t.writes.Get(&write{key: key})
 	}
-	w, ok := t.writes.Get(&write{key: key})
+	if !ok && t.spill != nil {
+		if w, ok, err = t.spill.get(key); err != nil {
+			return nil, false, false, err
+		}
+	}
 	if !ok {
-		return nil, false, false
+		return nil, false, false, nil
 	}
 	if w.deleted {
-		return nil, false, true
+		return nil, false, true, nil
 	}
-	return bytes.Clone(w.value), true, true
+	return bytes.Clone(w.value), true, true, nil
 }
 
 func (t *txn) Scan(ctx context.Context, start, end []byte, opts kvcluster.ScanOptions) ([]kvcluster.KeyValue, error) {
@@ -108,6 +115,7 @@ func (t *txn) Scan(ctx context.Context, start, end []byte, opts kvcluster.ScanOp
 	}
 	defer exit()
 	pending := t.pendingIn(start, end, opts)
+	defer pending.close()
 	it := t.snap.NewIterator(badger.IteratorOptions{Reverse: opts.Reverse})
 	defer it.Close()
 	if opts.Reverse {
@@ -142,14 +150,14 @@ func (t *txn) Scan(ctx context.Context, start, end []byte, opts kvcluster.ScanOp
 			stored = k
 			break
 		}
-		if stored == nil && len(pending) == 0 {
+		w := pending.peek()
+		if stored == nil && w == nil {
 			break
 		}
 		// Take whichever of the stored and pending entries comes first; a
 		// pending write to the same key replaces the stored entry.
-		if len(pending) > 0 && (stored == nil || !before(stored, pending[0].key)) {
-			w := pending[0]
-			pending = pending[1:]
+		if w != nil && (stored == nil || !before(stored, w.key)) {
+			pending.next()
 			if stored != nil && bytes.Equal(stored, w.key) {
 				it.Next()
 			}
@@ -166,17 +174,25 @@ func (t *txn) Scan(ctx context.Context, start, end []byte, opts kvcluster.ScanOp
 		out = append(out, kvcluster.KeyValue{Key: item.KeyCopy(nil), Value: v})
 		it.Next()
 	}
+	if err := pending.err(); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
-// pendingIn returns the buffered writes in [start, end) in scan order, up to
-// the point past which none can be among the first opts.Limit results: once
-// Limit puts are collected, later writes sort after every result.
-func (t *txn) pendingIn(start, end []byte, opts kvcluster.ScanOptions) []*write {
-	if t.writes == nil || t.writes.Len() == 0 {
-		return nil
+// pendingIn returns the buffered writes in [start, end) in scan order. Of
+// the memory buffer it takes those up to the point past which none can be
+// among the first opts.Limit results: once Limit puts are collected, later
+// writes sort after every result. Spilled writes are read lazily, under
+// the memory buffer's.
+func (t *txn) pendingIn(start, end []byte, opts kvcluster.ScanOptions) *pendingIter {
+	p := &pendingIter{reverse: opts.Reverse}
+	if t.spill != nil {
+		p.spilled = t.spill.iter(start, end, opts.Reverse)
 	}
-	var out []*write
+	if t.writes == nil || t.writes.Len() == 0 {
+		return p
+	}
 	puts := 0
 	visit := func(w *write) bool {
 		if !opts.Reverse && end != nil && bytes.Compare(w.key, end) >= 0 {
@@ -188,7 +204,7 @@ func (t *txn) pendingIn(start, end []byte, opts kvcluster.ScanOptions) []*write 
 		if opts.Reverse && end != nil && bytes.Compare(w.key, end) >= 0 {
 			return true
 		}
-		out = append(out, w)
+		p.mem = append(p.mem, w)
 		if !w.deleted {
 			puts++
 		}
@@ -203,7 +219,78 @@ func (t *txn) pendingIn(start, end []byte, opts kvcluster.ScanOptions) []*write 
 	} else {
 		t.writes.AscendGreaterOrEqual(&write{key: start}, visit)
 	}
-	return out
+	return p
+}
+
+// pendingIter merges the memory buffer's writes with the spilled ones; a
+// write in memory is newer than a spilled write of the same key.
+type pendingIter struct {
+	reverse bool
+	mem     []*write
+	spilled *spillIter // nil without a spill
+}
+
+// peek returns the next pending write, or nil at the end.
+func (p *pendingIter) peek() *write {
+	var s *write
+	if p.spilled != nil {
+		s = p.spilled.peek()
+	}
+	switch {
+	case len(p.mem) == 0:
+		return s
+	case s == nil:
+		return p.mem[0]
+	}
+	c := bytes.Compare(s.key, p.mem[0].key)
+	if p.reverse {
+		c = -c
+	}
+	if c < 0 {
+		return s
+	}
+	return p.mem[0]
+}
+
+func (p *pendingIter) next() {
+	var s *write
+	if p.spilled != nil {
+		s = p.spilled.peek()
+	}
+	if len(p.mem) == 0 {
+		p.spilled.next()
+		return
+	}
+	if s == nil {
+		p.mem = p.mem[1:]
+		return
+	}
+	c := bytes.Compare(s.key, p.mem[0].key)
+	if p.reverse {
+		c = -c
+	}
+	switch {
+	case c < 0:
+		p.spilled.next()
+	case c == 0: // the memory write replaces the spilled one
+		p.spilled.next()
+		p.mem = p.mem[1:]
+	default:
+		p.mem = p.mem[1:]
+	}
+}
+
+func (p *pendingIter) err() error {
+	if p.spilled != nil {
+		return p.spilled.err
+	}
+	return nil
+}
+
+func (p *pendingIter) close() {
+	if p.spilled != nil {
+		p.spilled.close()
+	}
 }
 
 func (t *txn) Put(ctx context.Context, key, value []byte) error {
@@ -239,16 +326,35 @@ func (t *txn) buffer(ctx context.Context, w *write) error {
 	if replaced {
 		delta -= entryBytes(old.key, old.value)
 	}
-	count := int64(t.writes.Len())
-	if !replaced {
-		count++
-	}
+	// A write replacing a spilled one is counted twice: the limit is on
+	// what the transaction buffers, and both are buffered until commit.
 	if t.bytes+delta > t.s.opts.TxnBytesMax {
 		return fmt.Errorf("%w: %d bytes of writes exceed the %d byte limit of one transaction",
 			kvcluster.ErrTxnTooLarge, t.bytes+delta, t.s.opts.TxnBytesMax)
 	}
 	t.writes.ReplaceOrInsert(w)
 	t.bytes += delta
+	t.memBytes += delta
+	if t.memBytes > t.s.opts.TxnMemoryBytes {
+		return t.spillWrites()
+	}
+	return nil
+}
+
+// spillWrites moves the memory buffer into the spill, opening it first.
+func (t *txn) spillWrites() error {
+	if t.spill == nil {
+		sp, err := t.s.openSpill()
+		if err != nil {
+			return err
+		}
+		t.spill = sp
+	}
+	if err := t.spill.add(t.writes); err != nil {
+		return err
+	}
+	t.writes = btree.NewG(16, writeLess)
+	t.memBytes = 0
 	return nil
 }
 
@@ -256,22 +362,34 @@ func (t *txn) Commit(ctx context.Context) error {
 	if t.done {
 		return kvcluster.ErrTxnDone
 	}
-	if t.writes == nil || t.writes.Len() == 0 {
+	if t.spill == nil && (t.writes == nil || t.writes.Len() == 0) {
 		t.Rollback()
 		return nil
 	}
 	defer t.Rollback()
 	req := &commitReq{
 		readTs: t.readTs,
-		writes: make([]*write, 0, t.writes.Len()),
 		bytes:  t.bytes,
 		done:   make(chan error, 1),
 	}
-	t.writes.Ascend(func(w *write) bool {
-		w.lockTs = t.locks.lockedTs[string(w.key)]
-		req.writes = append(req.writes, w)
-		return true
-	})
+	if t.spill != nil {
+		// The whole buffer goes through the spill; the committer reads it
+		// while we wait, and Rollback removes it after.
+		if t.writes.Len() > 0 {
+			if err := t.spillWrites(); err != nil {
+				return err
+			}
+		}
+		req.spill = t.spill
+		req.lockedTs = t.locks.lockedTs
+	} else {
+		req.writes = make([]*write, 0, t.writes.Len())
+		t.writes.Ascend(func(w *write) bool {
+			w.lockTs = t.locks.lockedTs[string(w.key)]
+			req.writes = append(req.writes, w)
+			return true
+		})
+	}
 	// Hold the store open from hand-over to answer: Close waits for it.
 	t.s.closeMu.RLock()
 	defer t.s.closeMu.RUnlock()
@@ -304,4 +422,8 @@ func (t *txn) Rollback() {
 	t.s.endTxn(t.readTs)
 	t.s.locks.releaseAll(t)
 	t.writes = nil
+	if t.spill != nil {
+		t.spill.close()
+		t.spill = nil
+	}
 }

@@ -90,7 +90,7 @@ func (t *Table) ColumnIndex(name string) int {
 
 // Record returns the record-layer view of the table.
 func (t *Table) Record() *record.Table {
-	rt := &record.Table{ID: t.ID, Primary: record.Index{ID: keys.PrimaryIndexID, Columns: t.Primary.Columns}}
+	rt := &record.Table{ID: t.ID, Primary: record.Index{ID: t.Primary.ID, Columns: t.Primary.Columns}}
 	for _, c := range t.Columns {
 		rt.Columns = append(rt.Columns, record.Column{ID: c.ID, Name: c.Name, Kind: c.Type.Kind})
 	}

@@ -19,10 +19,12 @@ const SystemTenantID TenantID = 1
 // TableID identifies a table within its tenant.
 type TableID uint32
 
-// IndexID identifies an index within its table; the primary index is 1.
+// IndexID identifies an index within its table.
 type IndexID uint32
 
-// PrimaryIndexID is every table's primary index.
+// PrimaryIndexID is the primary index of a new table. ALTER TABLE ... ADD
+// PRIMARY KEY re-keys a table into a fresh index id, so readers take the
+// id from the descriptor, never from this constant.
 const PrimaryIndexID IndexID = 1
 
 // FirstUserTableID is the first table id for tables a user creates; ids

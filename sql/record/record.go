@@ -58,7 +58,7 @@ type Index struct {
 type Table struct {
 	ID      keys.TableID
 	Columns []Column // in column id order
-	Primary Index    // ID must be keys.PrimaryIndexID
+	Primary Index    // keys.PrimaryIndexID unless the table was re-keyed
 }
 
 // ErrRow wraps errors about a row that does not fit its table.
@@ -66,8 +66,8 @@ var ErrRow = errors.New("record: row does not fit table")
 
 // Validate checks the descriptor's invariants.
 func (t *Table) Validate() error {
-	if t.Primary.ID != keys.PrimaryIndexID || len(t.Primary.Columns) == 0 {
-		return fmt.Errorf("record: table %d: primary index must be index %d with columns", t.ID, keys.PrimaryIndexID)
+	if t.Primary.ID == 0 || len(t.Primary.Columns) == 0 {
+		return fmt.Errorf("record: table %d: the primary index needs an id and columns", t.ID)
 	}
 	for i := range t.Columns {
 		if t.Columns[i].ID == 0 || i > 0 && t.Columns[i].ID <= t.Columns[i-1].ID {
@@ -132,7 +132,7 @@ func (t *Table) PrimaryKey(c keys.Codec, pk []value.Value) ([]byte, error) {
 	if len(pk) != len(t.Primary.Columns) {
 		return nil, fmt.Errorf("%w: %d primary key values for %d columns", ErrRow, len(pk), len(t.Primary.Columns))
 	}
-	key := c.IndexPrefix(t.ID, keys.PrimaryIndexID)
+	key := c.IndexPrefix(t.ID, t.Primary.ID)
 	for i, ic := range t.Primary.Columns {
 		var err error
 		if key, err = encoding.AppendKey(key, pk[i], ic.Dir); err != nil {
@@ -153,7 +153,7 @@ func (t *Table) EncodeRow(c keys.Codec, row []value.Value) (key, val []byte, err
 			return nil, nil, fmt.Errorf("%w: primary key column %d is NULL", ErrRow, ic.Column)
 		}
 	}
-	key, err = t.appendIndexColumns(c.IndexPrefix(t.ID, keys.PrimaryIndexID), row, t.Primary.Columns)
+	key, err = t.appendIndexColumns(c.IndexPrefix(t.ID, t.Primary.ID), row, t.Primary.Columns)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -172,7 +172,7 @@ func (t *Table) EncodeRow(c keys.Codec, row []value.Value) (key, val []byte, err
 // stored value lacks take their Missing value; stored columns the table no
 // longer has are skipped.
 func (t *Table) DecodeRow(c keys.Codec, key, val []byte) ([]value.Value, error) {
-	cols, err := c.StripIndexPrefix(key, t.ID, keys.PrimaryIndexID)
+	cols, err := c.StripIndexPrefix(key, t.ID, t.Primary.ID)
 	if err != nil {
 		return nil, err
 	}

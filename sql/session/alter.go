@@ -8,6 +8,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/shaledb/shaledb/executor"
+	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/pgerror"
@@ -46,9 +47,12 @@ func (s *Session) alterTable(ctx context.Context, st *pg.AlterTableStmt, w Resul
 }
 
 // addPrimaryKey re-keys a table created without a primary key by the given
-// columns, in the statement's transaction: every row moves from its rowid
-// key to its new key, and secondary index entries (which embed the
-// primary key) are rebuilt.
+// columns, in the statement's transaction. The rows move from their rowid
+// keys into a new primary index, and every secondary index (whose entries
+// embed the primary key) is rebuilt under a new id too, so new entries can
+// never collide with old ones still to be removed. Rows are read and moved
+// a page at a time: memory stays bounded (a large transaction spills its
+// writes to disk in the KV layer), whatever the table's size.
 func (s *Session) addPrimaryKey(ctx context.Context, t *catalog.Table, cols []string, name string) error {
 	rowid := -1
 	for i, c := range t.Columns {
@@ -75,78 +79,42 @@ func (s *Session) addPrimaryKey(ctx context.Context, t *catalog.Table, cols []st
 	if name == "" {
 		name = t.Name + "_pkey"
 	}
-	// Read every row under the old key.
-	old := t.Record()
-	var rows [][]value.Value
-	scan := &planner.Scan{Table: t}
-	if _, err := executor.Run(s.runtime(ctx, nil), scan, func(row []value.Value) error {
-		rows = append(rows, row)
-		return nil
-	}); err != nil {
-		return err
-	}
-	// The new descriptor: the key columns become NOT NULL and key the rows;
-	// the rowid column goes.
+	// The new descriptor: the key columns become NOT NULL and key the rows
+	// in a new index; the rowid column goes; secondary indexes get new ids.
 	nt := *t
 	nt.Columns = append(append([]catalog.Column(nil), t.Columns[:rowid]...), t.Columns[rowid+1:]...)
 	for _, p := range positions {
 		i := nt.ColumnIndex(t.Columns[p].Name)
 		nt.Columns[i].NotNull = true
 	}
-	nt.Primary = catalog.Index{ID: t.Primary.ID, Name: name, Columns: keyCols, Unique: true}
-	nrec := nt.Record()
-	seen := make(map[string]bool, len(rows))
-	for _, row := range rows {
-		for _, p := range positions {
-			if row[p].Kind() == value.KindNull {
-				return pgerror.New(pgerror.CodeNotNullViolation, "column %q of relation %q contains null values", t.Columns[p].Name, t.Name)
-			}
-		}
+	nt.Primary = catalog.Index{ID: t.NextIndexID, Name: name, Columns: keyCols, Unique: true}
+	nt.NextIndexID++
+	nt.Indexes = append([]catalog.Index(nil), t.Indexes...)
+	for i := range nt.Indexes {
+		nt.Indexes[i].ID = nt.NextIndexID
+		nt.NextIndexID++
 	}
-	type kv struct{ k, v []byte }
-	var puts []kv
-	for _, row := range rows {
-		nrow := append(append([]value.Value(nil), row[:rowid]...), row[rowid+1:]...)
-		k, v, err := nrec.EncodeRow(s.codec, nrow)
+	old, nrec := t.Record(), nt.Record()
+	start, end := s.codec.IndexSpan(t.ID, t.Primary.ID)
+	for {
+		page, err := s.txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: rekeyPageRows})
 		if err != nil {
 			return err
 		}
-		if seen[string(k)] {
-			return pgerror.New(pgerror.CodeUniqueViolation, "could not create unique index %q", name).
-				WithDetail("Key %s is duplicated.", executor.KeyText(t, positions, row))
-		}
-		seen[string(k)] = true
-		puts = append(puts, kv{k, v})
-		for i := range nt.Indexes {
-			ik, iv, err := nrec.EncodeIndexEntry(s.codec, nt.Indexes[i].RecordIndex(), nrow)
+		for _, e := range page {
+			row, err := old.DecodeRow(s.codec, e.Key, e.Value)
 			if err != nil {
 				return err
 			}
-			puts = append(puts, kv{ik, iv})
-		}
-	}
-	// Remove the old rows and index entries, then write the new ones (a
-	// new key may equal an old one byte for byte).
-	for _, row := range rows {
-		k, _, err := old.EncodeRow(s.codec, row)
-		if err != nil {
-			return err
-		}
-		if err := s.txn.Delete(ctx, k); err != nil {
-			return err
-		}
-		for i := range t.Indexes {
-			ik, _, err := old.EncodeIndexEntry(s.codec, t.Indexes[i].RecordIndex(), row)
-			if err != nil {
-				return err
-			}
-			if err := s.txn.Delete(ctx, ik); err != nil {
+			if err := s.rekeyRow(ctx, t, &nt, e.Key, old, nrec, row, rowid, positions); err != nil {
 				return err
 			}
 		}
-	}
-	for _, e := range puts {
-		if err := s.txn.Put(ctx, e.k, e.v); err != nil {
+		if len(page) < rekeyPageRows {
+			break
+		}
+		start = append(page[len(page)-1].Key, 0)
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
@@ -155,4 +123,55 @@ func (s *Session) addPrimaryKey(ctx context.Context, t *catalog.Table, cols []st
 	}
 	s.e.seqs.forget(s.tenant, t.Name)
 	return s.cat.UpdateTable(ctx, s.txn, &nt)
+}
+
+// rekeyPageRows is how many rows ADD PRIMARY KEY reads at a time.
+const rekeyPageRows = 1024
+
+// rekeyRow moves one row and its index entries from table t to its
+// re-keyed form nt.
+func (s *Session) rekeyRow(ctx context.Context, t, nt *catalog.Table, oldKey []byte, old, nrec *record.Table, row []value.Value, rowid int, positions []int) error {
+	for _, p := range positions {
+		if row[p].Kind() == value.KindNull {
+			return pgerror.New(pgerror.CodeNotNullViolation, "column %q of relation %q contains null values", t.Columns[p].Name, t.Name)
+		}
+	}
+	nrow := append(append([]value.Value(nil), row[:rowid]...), row[rowid+1:]...)
+	k, v, err := nrec.EncodeRow(s.codec, nrow)
+	if err != nil {
+		return err
+	}
+	// The new index holds only what this statement wrote: a key already
+	// there is a duplicate.
+	if _, dup, err := s.txn.Get(ctx, k); err != nil {
+		return err
+	} else if dup {
+		return pgerror.New(pgerror.CodeUniqueViolation, "could not create unique index %q", nt.Primary.Name).
+			WithDetail("Key %s is duplicated.", executor.KeyText(t, positions, row))
+	}
+	if err := s.txn.Put(ctx, k, v); err != nil {
+		return err
+	}
+	for i := range nt.Indexes {
+		ik, iv, err := nrec.EncodeIndexEntry(s.codec, nt.Indexes[i].RecordIndex(), nrow)
+		if err != nil {
+			return err
+		}
+		if err := s.txn.Put(ctx, ik, iv); err != nil {
+			return err
+		}
+	}
+	if err := s.txn.Delete(ctx, oldKey); err != nil {
+		return err
+	}
+	for i := range t.Indexes {
+		ik, _, err := old.EncodeIndexEntry(s.codec, t.Indexes[i].RecordIndex(), row)
+		if err != nil {
+			return err
+		}
+		if err := s.txn.Delete(ctx, ik); err != nil {
+			return err
+		}
+	}
+	return nil
 }
