@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/keys"
 	"github.com/shaledb/shaledb/tenancy"
 )
@@ -42,6 +43,7 @@ var ErrNewerFormat = errors.New("migrations: store format is newer than this bin
 func All() []Migration {
 	return []Migration{
 		{Version: 1, Name: "create the tenant registry and the system tenant", Up: createSystemTenant},
+		{Version: 2, Name: "key sequence counters by table and column id", Up: keySequencesByID},
 	}
 }
 
@@ -65,6 +67,36 @@ func createSystemTenant(ctx context.Context, txn kvcluster.Txn, env Env) error {
 	}
 	if t.ID != keys.SystemTenantID {
 		return fmt.Errorf("migrations: system tenant got id %d, want %d: the registry was not empty", t.ID, keys.SystemTenantID)
+	}
+	return nil
+}
+
+// keySequencesByID moves every sequence counter from its name
+// ("seq/<table>_<column>_seq") to its ids (catalog.SequenceCounter).
+func keySequencesByID(ctx context.Context, txn kvcluster.Txn, env Env) error {
+	var tenants []tenancy.Tenant
+	if err := tenancy.List(ctx, txn, func(t tenancy.Tenant) bool {
+		tenants = append(tenants, t)
+		return true
+	}); err != nil {
+		return err
+	}
+	for _, tn := range tenants {
+		cat := catalog.New(keys.MakeCodec(tn.ID))
+		tables, err := cat.Tables(ctx, txn)
+		if err != nil {
+			return err
+		}
+		for _, t := range tables {
+			for _, col := range t.Columns {
+				if !col.Serial && !col.Hidden {
+					continue
+				}
+				if err := cat.RenameCounter(ctx, txn, "seq/"+catalog.SequenceName(t, col), catalog.SequenceCounter(t, col)); err != nil {
+					return fmt.Errorf("tenant %q table %q: %w", tn.Name, t.Name, err)
+				}
+			}
+		}
 	}
 	return nil
 }

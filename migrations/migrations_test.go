@@ -10,7 +10,9 @@ import (
 
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/kvcluster/badgerkv"
+	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/keys"
+	"github.com/shaledb/shaledb/sql/record"
 	"github.com/shaledb/shaledb/tenancy"
 )
 
@@ -172,5 +174,46 @@ func TestOrderAndFailure(t *testing.T) {
 		if order[i] != want[i] {
 			t.Fatalf("ran %v, want %v", order, want)
 		}
+	}
+}
+
+// TestSequenceCountersMoveToIDs: a version-1 store's counter, kept under
+// the sequence's name, is found under the table and column ids after
+// migration 2, so sequences continue where they stopped.
+func TestSequenceCountersMoveToIDs(t *testing.T) {
+	kv := open(t, "")
+	defer kv.Close()
+	if _, err := run(ctx, kv, env(), All()[:1]); err != nil {
+		t.Fatal(err)
+	}
+	cat := catalog.New(keys.MakeCodec(keys.SystemTenantID))
+	tbl := &catalog.Table{Name: "items", NextColumnID: 3, NextIndexID: 2,
+		Columns: []catalog.Column{{ID: 1, Name: "id", Serial: true}, {ID: 2, Name: "name"}}}
+	tbl.Primary = catalog.Index{ID: keys.PrimaryIndexID, Name: "items_pkey", Columns: []record.IndexColumn{{Column: 1}}, Unique: true}
+	if err := kvcluster.Update(ctx, kv, 1, func(txn kvcluster.Txn) error {
+		if err := cat.CreateTable(ctx, txn, tbl); err != nil {
+			return err
+		}
+		_, err := cat.AdvanceCounter(ctx, txn, "seq/items_id_seq", 70)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(ctx, kv, env())
+	if err != nil || len(res.Applied) != 1 {
+		t.Fatalf("migration 2: %+v %v", res, err)
+	}
+	if err := kvcluster.Update(ctx, kv, 1, func(txn kvcluster.Txn) error {
+		n, err := cat.AdvanceCounter(ctx, txn, catalog.SequenceCounter(tbl, tbl.Columns[0]), 1)
+		if err == nil && n != 71 {
+			t.Errorf("the sequence continues at %d, want 71", n)
+		}
+		old, err2 := cat.AdvanceCounter(ctx, txn, "seq/items_id_seq", 0)
+		if err2 == nil && old != 0 {
+			t.Errorf("the old counter is still there: %d", old)
+		}
+		return errors.Join(err, err2)
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

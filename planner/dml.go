@@ -33,7 +33,7 @@ func (n *nextval) Eval(env *expr.Env) (value.Value, error) {
 // expression, or NULL.
 func (b *Builder) defaultExpr(t *catalog.Table, c catalog.Column) (expr.Expr, error) {
 	if c.Serial || c.Hidden {
-		return &nextval{seq: catalog.SequenceName(t, c), t: c.Type}, nil
+		return &nextval{seq: catalog.SequenceCounter(t, c), t: c.Type}, nil
 	}
 	if c.Default == "" {
 		return &expr.Const{V: value.Null{}, T: c.Type}, nil

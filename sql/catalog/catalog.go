@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/sql/encoding"
@@ -102,10 +103,19 @@ func (idx *Index) RecordIndex() *record.Index {
 	return &record.Index{ID: idx.ID, Columns: idx.Columns, Unique: idx.Unique}
 }
 
-// Catalog reads and writes one tenant's schema inside a transaction.
+// Catalog reads and writes one tenant's schema inside a transaction. A
+// Catalog belongs to one session: Bind tells it the session's current
+// transaction.
 type Catalog struct {
 	codec keys.Codec
 	cache *DescriptorCache
+	// bound is the transaction Bind was given; snap its schema
+	// generation, valid when snapOK; wrote is set once bound writes a
+	// descriptor (it must then read its own writes).
+	bound  kvcluster.Txn
+	snap   uint64
+	snapOK bool
+	wrote  bool
 }
 
 // New returns the catalog of the tenant codec is bound to.
@@ -116,22 +126,115 @@ func (c *Catalog) WithCache(cache *DescriptorCache) *Catalog {
 	return &Catalog{codec: c.codec, cache: cache}
 }
 
-// DescriptorCache keeps decoded table descriptors keyed by their exact
-// stored bytes. Reads still go through the transaction (each statement
-// sees its snapshot's schema); only decoding is saved, and a changed
-// descriptor, having other bytes, can never be served stale. Cached
-// descriptors are shared: callers must not modify them (copy first, as
-// ALTER does). Safe for concurrent use; bounded.
+// Bind makes txn the catalog's current transaction, with the schema
+// generation its snapshot was taken in (from DescriptorCache.Begin).
+func (c *Catalog) Bind(txn kvcluster.Txn, snap Snapshot) {
+	c.bound, c.snap, c.snapOK, c.wrote = txn, snap.gen, snap.ok, false
+}
+
+// DescriptorCache keeps decoded table descriptors, shared by every session
+// of a node. Cached descriptors are shared: callers must not modify them
+// (copy first, as ALTER does). Safe for concurrent use; bounded.
+//
+// It has two layers. Decoded descriptors are keyed by their exact stored
+// bytes: a changed descriptor, having other bytes, is never served stale.
+// Above that, descriptors are keyed by name and schema generation, which
+// saves the read itself. The generation is a sequence lock over descriptor
+// writes:
+//
+//   - A transaction's first descriptor write registers it as a writer
+//     (inflight rises) before it can commit. When it ends, committed or
+//     not, the generation rises, then inflight falls (Ended).
+//   - A transaction reads the generation before it takes its snapshot, and
+//     both the generation and inflight after (Begin). If no writer was in
+//     flight and the generation did not move, no descriptor write
+//     committed around the snapshot. The snapshot then sees exactly the
+//     schema of that generation, and a name entry filled in the same
+//     generation is what a read would return.
+//   - Otherwise (or once the transaction writes descriptors itself), reads
+//     go to the store.
+//
+// The generation is node-wide. A descriptor write in one tenant costs every
+// tenant one read per table, once.
 type DescriptorCache struct {
-	mu sync.RWMutex
-	m  map[string]*Table
+	mu     sync.RWMutex
+	m      map[string]*Table
+	byName map[string]namedTable
+
+	gen      atomic.Uint64
+	inflight atomic.Int64
+	wmu      sync.Mutex
+	writers  map[kvcluster.Txn]bool
+}
+
+type namedTable struct {
+	gen uint64
+	t   *Table
+}
+
+// Snapshot is the schema generation of a transaction's snapshot.
+type Snapshot struct {
+	gen uint64
+	ok  bool
+}
+
+// Begin starts a transaction with begin and returns it with its schema
+// generation.
+func (dc *DescriptorCache) Begin(begin func() (kvcluster.Txn, error)) (kvcluster.Txn, Snapshot, error) {
+	g := dc.gen.Load()
+	txn, err := begin()
+	if err != nil {
+		return nil, Snapshot{}, err
+	}
+	ok := dc.inflight.Load() == 0 && dc.gen.Load() == g
+	return txn, Snapshot{gen: g, ok: ok}, nil
+}
+
+// writing registers txn as a descriptor writer.
+func (dc *DescriptorCache) writing(txn kvcluster.Txn) {
+	dc.wmu.Lock()
+	defer dc.wmu.Unlock()
+	if !dc.writers[txn] {
+		dc.writers[txn] = true
+		dc.inflight.Add(1)
+	}
+}
+
+// Ended must be called when any transaction a session bound ends, after
+// its commit or rollback.
+func (dc *DescriptorCache) Ended(txn kvcluster.Txn) {
+	dc.wmu.Lock()
+	defer dc.wmu.Unlock()
+	if dc.writers[txn] {
+		delete(dc.writers, txn)
+		dc.gen.Add(1)
+		dc.inflight.Add(-1)
+	}
+}
+
+func (dc *DescriptorCache) lookup(key []byte, gen uint64) (*Table, bool) {
+	dc.mu.RLock()
+	e, ok := dc.byName[string(key)]
+	dc.mu.RUnlock()
+	return e.t, ok && e.gen == gen
+}
+
+func (dc *DescriptorCache) remember(key []byte, gen uint64, t *Table) {
+	dc.mu.Lock()
+	if len(dc.byName) >= descriptorCacheMax {
+		dc.byName = map[string]namedTable{}
+	}
+	dc.byName[string(key)] = namedTable{gen: gen, t: t}
+	dc.mu.Unlock()
 }
 
 // descriptorCacheMax bounds the cache; past it the cache starts over.
 const descriptorCacheMax = 8192
 
 // NewDescriptorCache returns an empty cache.
-func NewDescriptorCache() *DescriptorCache { return &DescriptorCache{m: map[string]*Table{}} }
+func NewDescriptorCache() *DescriptorCache {
+	return &DescriptorCache{m: map[string]*Table{}, byName: map[string]namedTable{}, writers: map[kvcluster.Txn]bool{}}
+}
 
 func (dc *DescriptorCache) decode(b []byte) (*Table, error) {
 	if dc != nil {
@@ -168,7 +271,14 @@ func (c *Catalog) nameKey(table keys.TableID, name string) []byte {
 // Table reads the descriptor of the named table; found is false if there
 // is none.
 func (c *Catalog) Table(ctx context.Context, txn kvcluster.Txn, name string) (*Table, bool, error) {
-	b, found, err := txn.Get(ctx, c.nameKey(tablesTableID, name))
+	key := c.nameKey(tablesTableID, name)
+	cacheable := c.cache != nil && txn == c.bound && c.snapOK && !c.wrote
+	if cacheable {
+		if t, ok := c.cache.lookup(key, c.snap); ok {
+			return t, true, nil
+		}
+	}
+	b, found, err := txn.Get(ctx, key)
 	if err != nil || !found {
 		return nil, false, err
 	}
@@ -176,7 +286,20 @@ func (c *Catalog) Table(ctx context.Context, txn kvcluster.Txn, name string) (*T
 	if err != nil {
 		return nil, false, fmt.Errorf("catalog: table %q: corrupt descriptor: %w", name, err)
 	}
+	if cacheable {
+		c.cache.remember(key, c.snap, t)
+	}
 	return t, true, nil
+}
+
+// writingDescriptors notes that txn is about to write a descriptor.
+func (c *Catalog) writingDescriptors(txn kvcluster.Txn) {
+	if c.cache != nil {
+		c.cache.writing(txn)
+	}
+	if txn == c.bound {
+		c.wrote = true
+	}
 }
 
 // MustTable reads a table or returns 42P01.
@@ -238,6 +361,7 @@ func (c *Catalog) UpdateTable(ctx context.Context, txn kvcluster.Txn, t *Table) 
 }
 
 func (c *Catalog) put(ctx context.Context, txn kvcluster.Txn, t *Table) error {
+	c.writingDescriptors(txn)
 	b, err := json.Marshal(t)
 	if err != nil {
 		return err
@@ -248,12 +372,13 @@ func (c *Catalog) put(ctx context.Context, txn kvcluster.Txn, t *Table) error {
 // DropTable removes a table's descriptor, its sequences and every row and
 // index entry (walking the table's span in pages).
 func (c *Catalog) DropTable(ctx context.Context, txn kvcluster.Txn, t *Table) error {
+	c.writingDescriptors(txn)
 	if err := c.ClearTable(ctx, txn, t); err != nil {
 		return err
 	}
 	for _, col := range t.Columns {
 		if col.Serial || col.Hidden {
-			if err := txn.Delete(ctx, c.nameKey(countersTableID, SequenceCounter(SequenceName(t, col)))); err != nil {
+			if err := txn.Delete(ctx, c.nameKey(countersTableID, SequenceCounter(t, col))); err != nil {
 				return err
 			}
 		}
@@ -286,8 +411,32 @@ func SequenceName(t *Table, col Column) string {
 	return fmt.Sprintf("%s_%s_seq", t.Name, col.Name)
 }
 
-// SequenceCounter is the counter holding a sequence's last reserved value.
-func SequenceCounter(seq string) string { return "seq/" + seq }
+// SequenceCounter is the counter holding the last reserved value of the
+// sequence behind column col of t. It is keyed by ids, not names: a table
+// dropped and created again under its name in one transaction starts
+// afresh, and never contends for the dropped table's counter.
+func SequenceCounter(t *Table, col Column) string {
+	return fmt.Sprintf("%s%d/%d", sequenceCounterPrefix, t.ID, col.ID)
+}
+
+// SequenceCountersOf is the prefix of the sequence counters of table id.
+func SequenceCountersOf(id keys.TableID) string {
+	return fmt.Sprintf("%s%d/", sequenceCounterPrefix, id)
+}
+
+const sequenceCounterPrefix = "seq/"
+
+// RenameCounter moves counter from's value to counter to, if from exists.
+func (c *Catalog) RenameCounter(ctx context.Context, txn kvcluster.Txn, from, to string) error {
+	b, found, err := txn.Get(ctx, c.nameKey(countersTableID, from))
+	if err != nil || !found {
+		return err
+	}
+	if err := txn.Put(ctx, c.nameKey(countersTableID, to), b); err != nil {
+		return err
+	}
+	return txn.Delete(ctx, c.nameKey(countersTableID, from))
+}
 
 // NextCounter hands out the next value of the named counter inside txn:
 // first, then first+1, and so on.

@@ -118,10 +118,10 @@ func (s *Session) addPrimaryKey(ctx context.Context, t *catalog.Table, cols []st
 			return err
 		}
 	}
-	if err := s.cat.ResetCounter(ctx, s.txn, catalog.SequenceCounter(catalog.SequenceName(t, t.Columns[rowid]))); err != nil {
+	if err := s.cat.ResetCounter(ctx, s.txn, catalog.SequenceCounter(t, t.Columns[rowid])); err != nil {
 		return err
 	}
-	s.e.seqs.forget(s.tenant, t.Name)
+	s.e.seqs.forget(s.tenant, t.ID)
 	return s.cat.UpdateTable(ctx, s.txn, &nt)
 }
 

@@ -30,7 +30,7 @@ func (s *Session) createTable(ctx context.Context, st *pg.CreateStmt, w ResultWr
 	if err := s.cat.CreateTable(ctx, s.txn, t); err != nil {
 		return err
 	}
-	s.e.seqs.forget(s.tenant, t.Name)
+	s.e.seqs.forget(s.tenant, t.ID)
 	return w.Complete("CREATE TABLE")
 }
 
@@ -60,7 +60,7 @@ func (s *Session) drop(ctx context.Context, st *pg.DropStmt, w ResultWriter) err
 		if err := s.cat.DropTable(ctx, s.txn, t); err != nil {
 			return err
 		}
-		s.e.seqs.forget(s.tenant, t.Name)
+		s.e.seqs.forget(s.tenant, t.ID)
 	}
 	return w.Complete("DROP TABLE")
 }
@@ -78,12 +78,12 @@ func (s *Session) truncate(ctx context.Context, st *pg.TruncateStmt, w ResultWri
 		if st.RestartSeqs {
 			for _, c := range t.Columns {
 				if c.Serial {
-					if err := s.cat.ResetCounter(ctx, s.txn, catalog.SequenceCounter(catalog.SequenceName(t, c))); err != nil {
+					if err := s.cat.ResetCounter(ctx, s.txn, catalog.SequenceCounter(t, c)); err != nil {
 						return err
 					}
 				}
 			}
-			s.e.seqs.forget(s.tenant, t.Name)
+			s.e.seqs.forget(s.tenant, t.ID)
 		}
 	}
 	return w.Complete("TRUNCATE TABLE")

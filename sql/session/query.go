@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -10,6 +11,7 @@ import (
 	"github.com/shaledb/shaledb/executor"
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/planner"
+	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/expr"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/types"
@@ -25,6 +27,12 @@ func (s *Session) builder(ctx context.Context, paramTypes []types.T) *planner.Bu
 // plan plans a row statement.
 func (s *Session) plan(ctx context.Context, stmt *pg.Node, paramTypes []types.T) (planner.Plan, *planner.Builder, error) {
 	b := s.builder(ctx, paramTypes)
+	p, err := s.planWith(b, stmt)
+	return p, b, err
+}
+
+// planWith plans a row statement with b.
+func (s *Session) planWith(b *planner.Builder, stmt *pg.Node) (planner.Plan, error) {
 	var p planner.Plan
 	var err error
 	switch x := stmt.Node.(type) {
@@ -39,7 +47,7 @@ func (s *Session) plan(ctx context.Context, stmt *pg.Node, paramTypes []types.T)
 	default:
 		err = pgerror.Unsupported("statement " + statementName(stmt))
 	}
-	return p, b, err
+	return p, err
 }
 
 func columnsOf(p planner.Plan) []Column {
@@ -65,7 +73,13 @@ func (s *Session) runtime(ctx context.Context, params []value.Value) *executor.R
 
 // query plans and runs a SELECT/INSERT/UPDATE/DELETE.
 func (s *Session) query(ctx context.Context, stmt *pg.Node, paramTypes []types.T, params []value.Value, w ResultWriter, maxRows int, portal *Portal) error {
-	p, _, err := s.plan(ctx, stmt, paramTypes)
+	var p planner.Plan
+	var err error
+	if portal != nil {
+		p, err = s.preparedPlan(ctx, portal.stmt)
+	} else {
+		p, _, err = s.plan(ctx, stmt, paramTypes)
+	}
 	if err != nil {
 		return err
 	}
@@ -96,6 +110,59 @@ type Prepared struct {
 	stmt       *pg.Node // nil for an empty query
 	ParamTypes []types.T
 	Columns    []Column
+	// plan is the statement's last plan, and tables the descriptors it
+	// was built from, in the order the planner asked for them.
+	plan   planner.Plan
+	tables []*catalog.Table
+}
+
+// preparedPlan returns ps's plan, built again only if a table it reads
+// has another descriptor now. A plan depends on nothing but the statement,
+// the parameter types and the descriptors (the planner sees no session
+// state), and plans are never modified by running them, so one plan
+// serves every execution. Descriptors come from the catalog's caches, which
+// hand out one pointer per descriptor content: pointer equality means an
+// unchanged table.
+func (s *Session) preparedPlan(ctx context.Context, ps *Prepared) (planner.Plan, error) {
+	if ps.plan != nil {
+		same := true
+		for _, used := range ps.tables {
+			t, found, err := s.cat.Table(ctx, s.txn, used.Name)
+			if err != nil {
+				return nil, err
+			}
+			if !found || t != used {
+				same = false
+				break
+			}
+		}
+		if same {
+			return ps.plan, nil
+		}
+	}
+	var tables []*catalog.Table
+	b := &planner.Builder{
+		Table: func(name string) (*catalog.Table, error) {
+			t, err := s.cat.MustTable(ctx, s.txn, name)
+			if err == nil {
+				tables = append(tables, t)
+			}
+			return t, err
+		},
+		Params: append([]types.T(nil), ps.ParamTypes...),
+	}
+	p, err := s.planWith(b, ps.stmt)
+	if err != nil {
+		ps.plan, ps.tables = nil, nil
+		return nil, err
+	}
+	// The client decodes rows by the columns it was told at Describe.
+	if cols := columnsOf(p); ps.Columns != nil && !slices.Equal(cols, ps.Columns) {
+		ps.plan, ps.tables = nil, nil
+		return nil, pgerror.New(pgerror.CodeFeatureNotSupported, "cached plan must not change result type")
+	}
+	ps.plan, ps.tables = p, tables
+	return p, nil
 }
 
 // Portal is a prepared statement bound to parameter values, possibly

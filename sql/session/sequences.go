@@ -34,9 +34,10 @@ type sequences struct {
 	cached map[seqKey]*seqBlock
 }
 
-// next returns the next value of sequence seq of the catalog's tenant.
-func (q *sequences) next(ctx context.Context, cat *catalog.Catalog, seq string) (int64, error) {
-	k := seqKey{cat.Codec().Tenant(), seq}
+// next returns the next value of the sequence kept in counter (a
+// catalog.SequenceCounter) of the catalog's tenant.
+func (q *sequences) next(ctx context.Context, cat *catalog.Catalog, counter string) (int64, error) {
+	k := seqKey{cat.Codec().Tenant(), counter}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	b := q.cached[k]
@@ -44,7 +45,7 @@ func (q *sequences) next(ctx context.Context, cat *catalog.Catalog, seq string) 
 		var last int64
 		err := kvcluster.Update(ctx, q.kv, 100, func(txn kvcluster.Txn) error {
 			var err error
-			last, err = cat.AdvanceCounter(ctx, txn, catalog.SequenceCounter(seq), seqBlockSize)
+			last, err = cat.AdvanceCounter(ctx, txn, counter, seqBlockSize)
 			return err
 		})
 		if err != nil {
@@ -60,11 +61,12 @@ func (q *sequences) next(ctx context.Context, cat *catalog.Catalog, seq string) 
 
 // forget drops cached blocks of a table's sequences (after DROP, CREATE or
 // TRUNCATE … RESTART IDENTITY).
-func (q *sequences) forget(tenant keys.TenantID, table string) {
+func (q *sequences) forget(tenant keys.TenantID, table keys.TableID) {
+	prefix := catalog.SequenceCountersOf(table)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for k := range q.cached {
-		if k.tenant == tenant && strings.HasPrefix(k.name, table+"_") {
+		if k.tenant == tenant && strings.HasPrefix(k.name, prefix) {
 			delete(q.cached, k)
 		}
 	}

@@ -160,16 +160,20 @@ func (s *Session) TxnStatus() byte {
 func (s *Session) Close() {
 	if s.txn != nil {
 		s.txn.Rollback()
+		s.e.descs.Ended(s.txn)
 		s.txn = nil
 	}
 	s.mode = txnNone
 }
 
 func (s *Session) begin(ctx context.Context) error {
-	txn, err := s.e.KV.Begin(ctx, kvcluster.TxnOptions{})
+	txn, snap, err := s.e.descs.Begin(func() (kvcluster.Txn, error) {
+		return s.e.KV.Begin(ctx, kvcluster.TxnOptions{})
+	})
 	if err != nil {
 		return err
 	}
+	s.cat.Bind(txn, snap)
 	s.txn = txn
 	s.txnStart = s.e.Now()
 	return nil
@@ -182,6 +186,7 @@ func (s *Session) endTxn(ctx context.Context, commit bool) error {
 	if txn == nil {
 		return nil
 	}
+	defer s.e.descs.Ended(txn)
 	if !commit {
 		txn.Rollback()
 		return nil
