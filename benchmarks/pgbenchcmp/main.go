@@ -2,7 +2,8 @@
 // in the same run: same scale, clients, duration and query mode, durability
 // on for both, both over TCP loopback. ShaleDB runs as its own process
 // (bin/shaledb), so its peak RSS is measured too. Results, with
-// ShaleDB/PostgreSQL ratios, go to benchmarks/results/<date>-pgbench.{json,md}.
+// ShaleDB/PostgreSQL ratios, go to benchmarks/results/<date>-pgbench.{json,md}
+// (<date>-pgbench-s<scale> for scales other than 1).
 //
 // Both run pgbench's defaults otherwise: no retries, so any failed
 // transaction is reported.
@@ -21,6 +22,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -76,19 +78,49 @@ func startShaleDB(ctx context.Context, binary, dir string) (*exec.Cmd, int, erro
 	return nil, 0, fmt.Errorf("shaledb did not report its address")
 }
 
-// peakRSS reads a process's high-water resident set, in MiB.
-func peakRSS(pid int) float64 {
+// procStatus reads one "<field>: <n> kB" line of a process's status, in
+// MiB.
+func procStatus(pid int, field string) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
+		if strings.HasPrefix(line, field+":") {
 			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
 			return kb / 1024
 		}
 	}
 	return 0
+}
+
+// sampleAnon samples a process's anonymous resident memory (its own
+// memory, as opposed to the memory-mapped table files the kernel may
+// reclaim) every 100 ms until ctx ends, and returns a function that
+// reports the peak.
+func sampleAnon(ctx context.Context, pid int) func() float64 {
+	var mu sync.Mutex
+	peak := 0.0
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			v := procStatus(pid, "RssAnon")
+			mu.Lock()
+			peak = max(peak, v)
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return peak
+	}
 }
 
 func run(ctx context.Context, binary string, scale, clients int, d time.Duration, outDir string, w io.Writer) error {
@@ -105,6 +137,9 @@ func run(ctx context.Context, binary string, scale, clients int, d time.Duration
 		_ = node.Process.Signal(syscall.SIGTERM)
 		_ = node.Wait()
 	}()
+	sctx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	peakAnon := sampleAnon(sctx, node.Process.Pid)
 	pg, err := pgserver.Start(ctx, pgserver.Options{})
 	if err != nil {
 		return err
@@ -140,23 +175,34 @@ func run(ctx context.Context, binary string, scale, clients int, d time.Duration
 			rows = append(rows, r)
 		}
 	}
-	rss := peakRSS(node.Process.Pid)
+	rss := memory{Peak: procStatus(node.Process.Pid, "VmHWM"), PeakAnon: peakAnon()}
 	return write(outDir, scale, clients, d, rss, rows, w)
 }
 
-func write(outDir string, scale, clients int, d time.Duration, rssMiB float64, rows []row, w io.Writer) error {
+// memory is the ShaleDB node's peak resident memory in MiB: all of it
+// (VmHWM, which counts the pages of memory-mapped table files it touched)
+// and its anonymous part (sampled).
+type memory struct {
+	Peak     float64 `json:"peak_rss_mib"`
+	PeakAnon float64 `json:"peak_anon_rss_mib"`
+}
+
+func write(outDir string, scale, clients int, d time.Duration, rss memory, rows []row, w io.Writer) error {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return err
 	}
 	base := filepath.Join(outDir, time.Now().UTC().Format("2006-01-02")+"-pgbench")
-	js, _ := json.MarshalIndent(map[string]any{"scale": scale, "clients": clients, "duration_s": d.Seconds(), "shaledb_peak_rss_mib": rssMiB, "runs": rows}, "", "  ")
+	if scale != 1 {
+		base += fmt.Sprintf("-s%d", scale)
+	}
+	js, _ := json.MarshalIndent(map[string]any{"scale": scale, "clients": clients, "duration_s": d.Seconds(), "shaledb_memory": rss, "runs": rows}, "", "  ")
 	if err := os.WriteFile(base+".json", append(js, '\n'), 0o644); err != nil {
 		return err
 	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "# pgbench: ShaleDB vs PostgreSQL 15, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&md, "Scale %d, %d clients, %v per run, durability on for both, TCP loopback, same machine and run (`make bench-pgbench`).\n", scale, clients, d)
-	fmt.Fprintf(&md, "ShaleDB peak RSS: %.0f MiB. No retries (pgbench's default --max-tries=1).\n\n", rssMiB)
+	fmt.Fprintf(&md, "ShaleDB peak RSS: %.0f MiB, of which anonymous (its own memory, not the page cache of its memory-mapped table files): %.0f MiB. No retries (pgbench's default --max-tries=1).\n\n", rss.Peak, rss.PeakAnon)
 	md.WriteString("| workload | mode | ShaleDB TPS | PostgreSQL TPS | TPS ratio | ShaleDB avg / p99 ms | PostgreSQL avg / p99 ms | p99 ratio | ShaleDB failed |\n")
 	md.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
