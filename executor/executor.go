@@ -231,24 +231,9 @@ func scan(rt *Runtime, s *planner.Scan, emit Emit) error {
 		}
 		return deliver(start, v)
 	}
-	for {
-		page, err := rt.Txn.Scan(rt.Ctx, start, end, kvcluster.ScanOptions{Limit: scanPageRows})
-		if err != nil {
-			return err
-		}
-		for _, e := range page {
-			if err := deliver(e.Key, e.Value); err != nil {
-				return err
-			}
-		}
-		if len(page) < scanPageRows {
-			return nil
-		}
-		start = append(page[len(page)-1].Key, 0)
-		if err := rt.Ctx.Err(); err != nil {
-			return err
-		}
-	}
+	return kvcluster.ScanAll(rt.Ctx, rt.Txn, start, end, scanPageRows, func(e kvcluster.KeyValue) error {
+		return deliver(e.Key, e.Value)
+	})
 }
 
 func runSort(rt *Runtime, p *planner.Sort, emit Emit) error {

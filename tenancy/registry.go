@@ -160,30 +160,31 @@ const listPageSize = 1024
 // List calls fn for every tenant in name order until fn returns false.
 func List(ctx context.Context, txn kvcluster.Txn, fn func(Tenant) bool) error {
 	start, end := keys.MetaTenantByNameSpan()
-	for {
-		page, err := txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: listPageSize})
+	err := kvcluster.ScanAll(ctx, txn, start, end, listPageSize, func(e kvcluster.KeyValue) error {
+		id, err := decodeID(e.Value)
 		if err != nil {
-			return fmt.Errorf("tenancy: list: %w", err)
+			return err
 		}
-		for _, e := range page {
-			id, err := decodeID(e.Value)
-			if err != nil {
-				return err
-			}
-			t, found, err := Get(ctx, txn, id)
-			if err != nil {
-				return err
-			}
-			if !found {
-				return fmt.Errorf("%w: name %q points at missing tenant %d", ErrCorruptRecord, e.Key, id)
-			}
-			if !fn(t) {
-				return nil
-			}
+		t, found, err := Get(ctx, txn, id)
+		if err != nil {
+			return err
 		}
-		if len(page) < listPageSize {
-			return nil
+		if !found {
+			return fmt.Errorf("%w: name %q points at missing tenant %d", ErrCorruptRecord, e.Key, id)
 		}
-		start = append(page[len(page)-1].Key, 0)
+		if !fn(t) {
+			return errListDone
+		}
+		return nil
+	})
+	if errors.Is(err, errListDone) {
+		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("tenancy: list: %w", err)
+	}
+	return nil
 }
+
+// errListDone ends List when fn asks to stop.
+var errListDone = errors.New("tenancy: list done")

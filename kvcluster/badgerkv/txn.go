@@ -230,52 +230,55 @@ type pendingIter struct {
 	spilled *spillIter // nil without a spill
 }
 
-// peek returns the next pending write, or nil at the end.
-func (p *pendingIter) peek() *write {
+// order compares the heads of the spilled and memory writes in scan
+// order: negative when the spilled one comes first (or memory is done),
+// positive when the memory one does (or the spill is done), zero when both
+// write one key. Both must not be done.
+func (p *pendingIter) order() int {
 	var s *write
 	if p.spilled != nil {
 		s = p.spilled.peek()
 	}
 	switch {
 	case len(p.mem) == 0:
-		return s
+		return -1
 	case s == nil:
-		return p.mem[0]
+		return 1
 	}
 	c := bytes.Compare(s.key, p.mem[0].key)
 	if p.reverse {
 		c = -c
 	}
-	if c < 0 {
-		return s
-	}
-	return p.mem[0]
+	return c
 }
 
-func (p *pendingIter) next() {
-	var s *write
-	if p.spilled != nil {
-		s = p.spilled.peek()
-	}
-	if len(p.mem) == 0 {
-		p.spilled.next()
-		return
-	}
-	if s == nil {
-		p.mem = p.mem[1:]
-		return
-	}
-	c := bytes.Compare(s.key, p.mem[0].key)
-	if p.reverse {
-		c = -c
-	}
+func (p *pendingIter) done() bool {
+	return len(p.mem) == 0 && (p.spilled == nil || p.spilled.peek() == nil)
+}
+
+// peek returns the next pending write, or nil at the end.
+func (p *pendingIter) peek() *write {
 	switch {
-	case c < 0:
-		p.spilled.next()
-	case c == 0: // the memory write replaces the spilled one
-		p.spilled.next()
-		p.mem = p.mem[1:]
+	case p.done():
+		return nil
+	case p.order() < 0:
+		return p.spilled.peek()
 	default:
+		return p.mem[0]
+	}
+}
+
+// next moves past the write peek returned; a memory write replaces a
+// spilled write of the same key, which is skipped with it.
+func (p *pendingIter) next() {
+	if p.done() {
+		return
+	}
+	c := p.order()
+	if c <= 0 {
+		p.spilled.next()
+	}
+	if c >= 0 {
 		p.mem = p.mem[1:]
 	}
 }

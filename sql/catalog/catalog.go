@@ -318,23 +318,15 @@ func (c *Catalog) MustTable(ctx context.Context, txn kvcluster.Txn, name string)
 func (c *Catalog) Tables(ctx context.Context, txn kvcluster.Txn) ([]*Table, error) {
 	start, end := c.codec.IndexSpan(tablesTableID, keys.PrimaryIndexID)
 	var out []*Table
-	for {
-		page, err := txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 256})
-		if err != nil {
-			return nil, err
+	err := kvcluster.ScanAll(ctx, txn, start, end, 256, func(e kvcluster.KeyValue) error {
+		var t Table
+		if err := json.Unmarshal(e.Value, &t); err != nil {
+			return fmt.Errorf("catalog: corrupt descriptor: %w", err)
 		}
-		for _, e := range page {
-			var t Table
-			if err := json.Unmarshal(e.Value, &t); err != nil {
-				return nil, fmt.Errorf("catalog: corrupt descriptor: %w", err)
-			}
-			out = append(out, &t)
-		}
-		if len(page) < 256 {
-			return out, nil
-		}
-		start = append(page[len(page)-1].Key, 0)
-	}
+		out = append(out, &t)
+		return nil
+	})
+	return out, err
 }
 
 // CreateTable stores a new table, giving it an id; 42P07 if the name is
@@ -389,21 +381,9 @@ func (c *Catalog) DropTable(ctx context.Context, txn kvcluster.Txn, t *Table) er
 // ClearTable deletes every row and index entry of t.
 func (c *Catalog) ClearTable(ctx context.Context, txn kvcluster.Txn, t *Table) error {
 	start, end := c.codec.TableSpan(t.ID)
-	for {
-		page, err := txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 1024})
-		if err != nil {
-			return err
-		}
-		for _, e := range page {
-			if err := txn.Delete(ctx, e.Key); err != nil {
-				return err
-			}
-		}
-		if len(page) < 1024 {
-			return nil
-		}
-		start = append(page[len(page)-1].Key, 0)
-	}
+	return kvcluster.ScanAll(ctx, txn, start, end, 1024, func(e kvcluster.KeyValue) error {
+		return txn.Delete(ctx, e.Key)
+	})
 }
 
 // SequenceName is the sequence behind a serial (or hidden rowid) column.

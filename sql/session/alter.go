@@ -94,29 +94,12 @@ func (s *Session) addPrimaryKey(ctx context.Context, t *catalog.Table, cols []st
 		nt.Indexes[i].ID = nt.NextIndexID
 		nt.NextIndexID++
 	}
-	old, nrec := t.Record(), nt.Record()
+	rk := rekey{s: s, t: t, nt: &nt, old: t.Record(), nrec: nt.Record(), rowid: rowid, positions: positions}
 	start, end := s.codec.IndexSpan(t.ID, t.Primary.ID)
-	for {
-		page, err := s.txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: rekeyPageRows})
-		if err != nil {
-			return err
-		}
-		for _, e := range page {
-			row, err := old.DecodeRow(s.codec, e.Key, e.Value)
-			if err != nil {
-				return err
-			}
-			if err := s.rekeyRow(ctx, t, &nt, e.Key, old, nrec, row, rowid, positions); err != nil {
-				return err
-			}
-		}
-		if len(page) < rekeyPageRows {
-			break
-		}
-		start = append(page[len(page)-1].Key, 0)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	if err := kvcluster.ScanAll(ctx, s.txn, start, end, rekeyPageRows, func(e kvcluster.KeyValue) error {
+		return rk.row(ctx, e)
+	}); err != nil {
+		return err
 	}
 	if err := s.cat.ResetCounter(ctx, s.txn, catalog.SequenceCounter(t, t.Columns[rowid])); err != nil {
 		return err
@@ -128,16 +111,29 @@ func (s *Session) addPrimaryKey(ctx context.Context, t *catalog.Table, cols []st
 // rekeyPageRows is how many rows ADD PRIMARY KEY reads at a time.
 const rekeyPageRows = 1024
 
-// rekeyRow moves one row and its index entries from table t to its
-// re-keyed form nt.
-func (s *Session) rekeyRow(ctx context.Context, t, nt *catalog.Table, oldKey []byte, old, nrec *record.Table, row []value.Value, rowid int, positions []int) error {
+// rekey moves the rows of table t to its re-keyed form nt.
+type rekey struct {
+	s         *Session
+	t, nt     *catalog.Table
+	old, nrec *record.Table
+	rowid     int   // the position of t's rowid column
+	positions []int // the positions in t of nt's key columns
+}
+
+// row moves one row and its index entries.
+func (rk *rekey) row(ctx context.Context, e kvcluster.KeyValue) error {
+	s, t, nt, positions := rk.s, rk.t, rk.nt, rk.positions
+	row, err := rk.old.DecodeRow(s.codec, e.Key, e.Value)
+	if err != nil {
+		return err
+	}
 	for _, p := range positions {
 		if row[p].Kind() == value.KindNull {
 			return pgerror.New(pgerror.CodeNotNullViolation, "column %q of relation %q contains null values", t.Columns[p].Name, t.Name)
 		}
 	}
-	nrow := append(append([]value.Value(nil), row[:rowid]...), row[rowid+1:]...)
-	k, v, err := nrec.EncodeRow(s.codec, nrow)
+	nrow := append(append([]value.Value(nil), row[:rk.rowid]...), row[rk.rowid+1:]...)
+	k, v, err := rk.nrec.EncodeRow(s.codec, nrow)
 	if err != nil {
 		return err
 	}
@@ -153,7 +149,7 @@ func (s *Session) rekeyRow(ctx context.Context, t, nt *catalog.Table, oldKey []b
 		return err
 	}
 	for i := range nt.Indexes {
-		ik, iv, err := nrec.EncodeIndexEntry(s.codec, nt.Indexes[i].RecordIndex(), nrow)
+		ik, iv, err := rk.nrec.EncodeIndexEntry(s.codec, nt.Indexes[i].RecordIndex(), nrow)
 		if err != nil {
 			return err
 		}
@@ -161,11 +157,11 @@ func (s *Session) rekeyRow(ctx context.Context, t, nt *catalog.Table, oldKey []b
 			return err
 		}
 	}
-	if err := s.txn.Delete(ctx, oldKey); err != nil {
+	if err := s.txn.Delete(ctx, e.Key); err != nil {
 		return err
 	}
 	for i := range t.Indexes {
-		ik, _, err := old.EncodeIndexEntry(s.codec, t.Indexes[i].RecordIndex(), row)
+		ik, _, err := rk.old.EncodeIndexEntry(s.codec, t.Indexes[i].RecordIndex(), row)
 		if err != nil {
 			return err
 		}

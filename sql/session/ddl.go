@@ -30,7 +30,6 @@ func (s *Session) createTable(ctx context.Context, st *pg.CreateStmt, w ResultWr
 	if err := s.cat.CreateTable(ctx, s.txn, t); err != nil {
 		return err
 	}
-	s.e.seqs.forget(s.tenant, t.ID)
 	return w.Complete("CREATE TABLE")
 }
 
