@@ -32,6 +32,8 @@ type Runtime struct {
 	// Env carries parameters, the clock, settings and sequences; Row is
 	// set per row by the executor.
 	Env expr.Env
+	// RowsRead counts the rows scans read (before filtering).
+	RowsRead int64
 }
 
 // Emit receives one output row; the slice is the callee's to keep.
@@ -206,12 +208,25 @@ func span(rt *Runtime, s *planner.Scan) (start, end []byte, empty bool, err erro
 }
 
 func scan(rt *Runtime, s *planner.Scan, emit Emit) error {
+	if s.Table.Virtual != nil {
+		return s.Table.Virtual(rt.Ctx, rt.Txn, func(row []value.Value) error {
+			rt.RowsRead++
+			if s.Filter != nil {
+				ok, err := rt.eval(s.Filter, row)
+				if err != nil || !expr.Truthy(ok) {
+					return err
+				}
+			}
+			return emit(row)
+		})
+	}
 	rec := s.Table.Record()
 	start, end, empty, err := span(rt, s)
 	if err != nil || empty {
 		return err
 	}
 	deliver := func(k, v []byte) error {
+		rt.RowsRead++
 		row, err := rec.DecodeRow(rt.Codec, k, v)
 		if err != nil {
 			return err

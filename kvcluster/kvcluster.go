@@ -150,3 +150,18 @@ type LockingTxn interface {
 	// of key conflict: the lock, not the snapshot, orders the two.
 	LockForUpdate(ctx context.Context, key []byte) (value []byte, found bool, err error)
 }
+
+// PrefixDropper is a KvCluster that can remove every key under a prefix
+// at once, without a transaction per key: dropping a tenant is one call
+// however much it stored. Implementations offer it by implementing it;
+// callers find it by type assertion.
+type PrefixDropper interface {
+	// DropPrefix removes every version of every key that starts with
+	// prefix, durably, before it returns. It is not transactional: a
+	// transaction reading under prefix while it runs may see some keys
+	// vanish, and a commit that writes under prefix concurrently may
+	// survive it. Callers first make the prefix unreachable (a tenant is
+	// unregistered and its sessions closed), then drop it. An empty prefix
+	// is ErrInvalidArgument.
+	DropPrefix(ctx context.Context, prefix []byte) error
+}

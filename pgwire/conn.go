@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgproto3/v2"
@@ -49,7 +50,18 @@ type conn struct {
 	mu         sync.Mutex
 	stmtCancel context.CancelFunc
 	busy       bool
+	terminated atomic.Bool
 }
+
+// terminate ends the connection from another goroutine: its statement is
+// cancelled, and the session loop sends 57P01 and closes.
+func (c *conn) terminate() {
+	c.terminated.Store(true)
+	c.cancelStatement()
+	c.wakeIdle()
+}
+
+
 
 func (c *conn) cancelStatement() {
 	c.mu.Lock()
@@ -236,7 +248,7 @@ func (c *conn) authenticate(m *pgproto3.StartupMessage) error {
 	}
 	c.send(&pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)})
 	c.send(&pgproto3.AuthenticationOk{})
-	sess, err := c.srv.connector.Connect(ctx, database, user, params)
+	sess, err := c.srv.connector.Connect(ctx, database, user, params, c.terminate)
 	if err != nil {
 		return c.fatal(pgerror.Classify(err))
 	}
@@ -290,12 +302,12 @@ func (c *conn) serve() error {
 	// PostgreSQL discards messages until the next Sync.
 	ignoreTillSync := false
 	for {
-		if c.srv.closing.Load() && !c.busy {
+		if c.terminated.Load() || (c.srv.closing.Load() && !c.busy) {
 			return c.fatal(pgerror.New(pgerror.CodeAdminShutdown, "terminating connection due to administrator command"))
 		}
 		msg, err := c.receive()
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && c.srv.closing.Load() {
+			if errors.Is(err, os.ErrDeadlineExceeded) && (c.srv.closing.Load() || c.terminated.Load()) {
 				return c.fatal(pgerror.New(pgerror.CodeAdminShutdown, "terminating connection due to administrator command"))
 			}
 			if isDisconnect(err) {

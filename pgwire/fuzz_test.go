@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgproto3/v2"
 
 	"github.com/shaledb/shaledb/kvcluster/badgerkv"
+	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/keys"
 	"github.com/shaledb/shaledb/sql/session"
 )
@@ -58,7 +59,7 @@ type refuseAll struct{}
 func (refuseAll) Verifier(context.Context, string, string) (string, bool, error) {
 	return "", false, nil
 }
-func (refuseAll) Connect(context.Context, string, string, map[string]string) (*session.Session, error) {
+func (refuseAll) Connect(context.Context, string, string, map[string]string, func()) (*session.Session, error) {
 	panic("unreachable: authentication always fails")
 }
 
@@ -94,7 +95,7 @@ func FuzzMessages(f *testing.F) {
 	f.Add([]byte{'Q', 0, 0, 0, 5, 0})
 	f.Add([]byte{'P', 0, 0, 0, 4})
 	f.Fuzz(func(t *testing.T, input []byte) {
-		sess := engine.New(keys.SystemTenantID, "system", "admin", nil)
+		sess := engine.New(keys.SystemTenantID, "system", &catalog.Role{Name: "admin", Superuser: true}, nil, nil)
 		defer sess.Close()
 		runConn(t, s, sess, input, true)
 	})

@@ -34,8 +34,11 @@ type Connector interface {
 	// unknown database is an error with SQLSTATE 3D000; an unknown user is
 	// found == false (and fails authentication like a wrong password).
 	Verifier(ctx context.Context, database, user string) (verifier string, found bool, err error)
-	// Connect starts the session of an authenticated user.
-	Connect(ctx context.Context, database, user string, params map[string]string) (*session.Session, error)
+	// Connect starts the session of an authenticated user. terminate
+	// ends the connection from another goroutine (with 57P01, as
+	// pg_terminate_backend does); the node calls it when the session's
+	// tenant is dropped.
+	Connect(ctx context.Context, database, user string, params map[string]string, terminate func()) (*session.Session, error)
 }
 
 // Config configures a Server.
@@ -79,7 +82,6 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[uint32]*conn // by backend process id
-	nextPID  uint32
 	closing  atomic.Bool
 	wg       sync.WaitGroup
 	listener net.Listener
@@ -90,7 +92,7 @@ func NewServer(cfg Config, connector Connector) *Server {
 	cfg.ensureDefaults()
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	return &Server{cfg: cfg, connector: connector, mockSecret: secret, conns: map[uint32]*conn{}, nextPID: 1000}
+	return &Server{cfg: cfg, connector: connector, mockSecret: secret, conns: map[uint32]*conn{}}
 }
 
 // Serve accepts connections on ln until Shutdown; it returns nil after a
@@ -128,19 +130,18 @@ func (s *Server) register(c *conn) bool {
 	if len(s.conns) >= s.cfg.MaxConnections {
 		return false
 	}
+	// Process ids are random, not sequential: one tenant learns nothing
+	// of how many connections others open, nor which ids they hold.
+	var b [8]byte
 	for {
-		s.nextPID++
-		if s.nextPID == 0 {
-			s.nextPID = 1000
-		}
-		if _, taken := s.conns[s.nextPID]; !taken {
+		_, _ = rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		if _, taken := s.conns[pid]; !taken && pid >= 1000 {
+			c.pid = pid
 			break
 		}
 	}
-	c.pid = s.nextPID
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	c.secret = binary.BigEndian.Uint32(b[:])
+	c.secret = binary.BigEndian.Uint32(b[4:])
 	s.conns[c.pid] = c
 	return true
 }

@@ -183,7 +183,7 @@ func (b *Builder) Insert(s *pg.InsertStmt) (Plan, error) {
 	if s.WithClause != nil {
 		return nil, pgerror.Unsupported("WITH")
 	}
-	t, err := b.tableOf(s.Relation)
+	t, err := b.writableTableOf(s.Relation)
 	if err != nil {
 		return nil, err
 	}
@@ -287,13 +287,23 @@ func (b *Builder) Insert(s *pg.InsertStmt) (Plan, error) {
 	return ins, nil
 }
 
+// writableTableOf resolves the table a statement writes: not a system
+// view.
+func (b *Builder) writableTableOf(rv *pg.RangeVar) (*catalog.Table, error) {
+	t, err := b.tableOf(rv)
+	if err == nil && t.Virtual != nil {
+		return nil, posErr(pgerror.New(pgerror.CodeWrongObjectType, "cannot change relation %q", rv.Schemaname+"."+rv.Relname), rv.Location)
+	}
+	return t, err
+}
+
 // dmlTarget resolves an UPDATE's or DELETE's table and plans the scan
 // of the rows its WHERE clause selects.
 func (b *Builder) dmlTarget(with *pg.WithClause, rv *pg.RangeVar, where *pg.Node) (*catalog.Table, *Scan, *scope, error) {
 	if with != nil {
 		return nil, nil, nil, pgerror.Unsupported("WITH")
 	}
-	t, err := b.tableOf(rv)
+	t, err := b.writableTableOf(rv)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -125,6 +125,9 @@ func (b *Builder) funcCall(f *pg.FuncCall, sc *scope) (expr.Expr, error) {
 		}
 		return err
 	}
+	if sig, ok := adminFuncs[name]; ok {
+		return b.adminCall(name, sig, args, f.Location)
+	}
 	switch name {
 	case "version":
 		if err := arity(0); err != nil {
@@ -332,4 +335,42 @@ func (b *Builder) aggregate(name string, f *pg.FuncCall, sc *scope) (expr.Expr, 
 	}
 	sc.agg.aggs = append(sc.agg.aggs, a)
 	return &expr.Col{Idx: len(sc.agg.groupCol) + len(sc.agg.aggs) - 1, T: a.T, Name: name}, nil
+}
+
+// adminSig is the signature of a shaledb.* administration function.
+type adminSig struct {
+	args []types.T
+	ret  types.T
+}
+
+// adminFuncs are the cluster administration functions, run by the system
+// tenant's superusers (the session checks, at run time).
+var adminFuncs = map[string]adminSig{
+	"shaledb.create_tenant":    {args: []types.T{types.Text, types.Text}, ret: types.Int8},
+	"shaledb.drop_tenant":      {args: []types.T{types.Text}, ret: types.Bool},
+	"shaledb.set_tenant_limit": {args: []types.T{types.Text, types.Text, types.Int8}, ret: types.Int8},
+}
+
+func (b *Builder) adminCall(name string, sig adminSig, args []expr.Expr, loc int32) (expr.Expr, error) {
+	if len(args) != len(sig.args) {
+		return nil, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function %s with %d arguments does not exist", name, len(args)), loc)
+	}
+	for i, t := range sig.args {
+		a, err := b.coerce(args[i], t, "argument")
+		if err != nil {
+			return nil, err
+		}
+		args[i] = a
+	}
+	return &expr.Func{Name: name, Args: args, T: sig.ret, Fn: func(env *expr.Env, a []value.Value) (value.Value, error) {
+		for i, v := range a {
+			if v.Kind() == value.KindNull {
+				return nil, pgerror.New(pgerror.CodeNullValueNotAllowed, "argument %d of %s must not be null", i+1, name)
+			}
+		}
+		if env.Admin == nil {
+			return nil, pgerror.New(pgerror.CodeInsufficientPrivilege, "permission denied for function %s", name)
+		}
+		return env.Admin(name, a)
+	}}, nil
 }

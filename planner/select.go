@@ -371,6 +371,15 @@ var castNames = map[string]string{
 
 // tableOf resolves a RangeVar to a table.
 func (b *Builder) tableOf(rv *pg.RangeVar) (*catalog.Table, error) {
+	if rv.Schemaname == "shaledb" {
+		t, err := b.Table("shaledb." + rv.Relname)
+		if err != nil {
+			if pe, ok := err.(*pgerror.Error); ok {
+				return nil, posErr(pe, rv.Location)
+			}
+		}
+		return t, err
+	}
 	if rv.Schemaname != "" && rv.Schemaname != "public" {
 		if rv.Schemaname == "pg_catalog" || rv.Schemaname == "information_schema" {
 			return nil, posErr(pgerror.Unsupported("the system catalog "+rv.Schemaname+"."+rv.Relname), rv.Location)

@@ -30,6 +30,7 @@ import (
 	"github.com/shaledb/shaledb/sql/session"
 	"github.com/shaledb/shaledb/tenancy"
 	"github.com/shaledb/shaledb/tenancy/scram"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // AdminUser is the bootstrap user of the system tenant.
@@ -60,6 +61,16 @@ type Config struct {
 	// TxnMemoryBytes is how much of its writes a transaction keeps in
 	// memory before spilling them to disk; 0 takes the store's default.
 	TxnMemoryBytes int64
+	// MetricsTopTenants is how many of the busiest tenants get their own
+	// series at /metrics; the rest are summed. Default 100.
+	MetricsTopTenants int
+	// MaxRateWait bounds a statement's wait for its tenant's rate limit
+	// (53400 past it). Default 1s.
+	MaxRateWait time.Duration
+	// TracerProvider, if set, gets a span per statement; otherwise spans
+	// are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set,
+	// and off when it is not.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) validate() error {
@@ -78,14 +89,16 @@ func (c *Config) validate() error {
 
 // Node is a running node.
 type Node struct {
-	cfg    Config
-	store  *badgerkv.Store
-	engine *session.Engine
-	pg     *pgwire.Server
-	ln     net.Listener
-	http   *http.Server
-	httpLn net.Listener
-	served chan error
+	cfg     Config
+	store   *badgerkv.Store
+	engine  *session.Engine
+	tenants *tenancy.Manager
+	tel     *telemetry
+	pg      *pgwire.Server
+	ln      net.Listener
+	http    *http.Server
+	httpLn  net.Listener
+	served  chan error
 
 	// AdminPassword is the admin password when it was generated at this
 	// start (to print once); empty otherwise.
@@ -119,14 +132,29 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MetricsTopTenants == 0 {
+		cfg.MetricsTopTenants = 100
+	}
 	n := &Node{cfg: cfg, store: store, served: make(chan error, 1)}
-	if err := n.prepare(ctx); err != nil {
+	n.tenants = tenancy.NewManager(store, tenancy.ManagerConfig{MaxRateWait: cfg.MaxRateWait, Logger: cfg.Logger})
+	fail := func(err error) (*Node, error) {
+		n.tenants.Close()
+		if n.tel != nil {
+			n.tel.shutdown(ctx)
+		}
 		store.Close()
 		return nil, err
 	}
+	if err := n.prepare(ctx); err != nil {
+		return fail(err)
+	}
+	tel, err := newTelemetry(ctx, n.tenants, cfg.MetricsTopTenants, cfg.TracerProvider)
+	if err != nil {
+		return fail(fmt.Errorf("telemetry: %w", err))
+	}
+	n.tel = tel
 	if err := n.listen(); err != nil {
-		store.Close()
-		return nil, err
+		return fail(err)
 	}
 	return n, nil
 }
@@ -137,6 +165,9 @@ func (n *Node) prepare(ctx context.Context) error {
 		return err
 	}
 	n.Migrations = res.Applied
+	if err := tenancy.FinishDrops(ctx, n.store); err != nil {
+		return err
+	}
 	return n.bootstrapAdmin(ctx)
 }
 
@@ -196,6 +227,8 @@ func (n *Node) listen() error {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	n.engine = session.NewEngine(n.store, n.cfg.Now)
+	n.engine.Admin = admin{n}
+	n.engine.Tracer = n.tel.tracer
 	n.pg = pgwire.NewServer(pgwire.Config{TLS: tlsCfg, Logger: n.cfg.Logger}, n)
 	ln, err := net.Listen("tcp", n.cfg.Listen)
 	if err != nil {
@@ -235,6 +268,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.pg.Shutdown(ctx)
 	<-n.served
+	n.tenants.Close()
+	n.tel.shutdown(ctx)
 	return n.store.Close()
 }
 
@@ -258,7 +293,8 @@ func (n *Node) Verifier(ctx context.Context, database, user string) (string, boo
 			return err
 		}
 		r, ok, err := catalog.New(keys.MakeCodec(t.ID)).Role(ctx, txn, user)
-		if err != nil || !ok {
+		if err != nil || !ok || r.SCRAM == "" {
+			// A role without a password cannot authenticate.
 			return err
 		}
 		verifier, found = r.SCRAM, true
@@ -267,17 +303,32 @@ func (n *Node) Verifier(ctx context.Context, database, user string) (string, boo
 	return verifier, found, err
 }
 
-// Connect implements pgwire.Connector.
-func (n *Node) Connect(ctx context.Context, database, user string, params map[string]string) (*session.Session, error) {
+// Connect implements pgwire.Connector: the tenant admits the session
+// under its max_connections, and governs its statements.
+func (n *Node) Connect(ctx context.Context, database, user string, params map[string]string, terminate func()) (*session.Session, error) {
 	var t tenancy.Tenant
+	var role *catalog.Role
 	err := kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) (err error) {
-		t, err = tenant(ctx, txn, database)
+		if t, err = tenant(ctx, txn, database); err != nil {
+			return err
+		}
+		r, found, err := catalog.New(keys.MakeCodec(t.ID)).Role(ctx, txn, user)
+		if err == nil && (!found || r.NoLogin) {
+			err = pgerror.New(pgerror.CodeInvalidAuthorization, "role %q is not permitted to log in", user)
+		}
+		role = r
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return n.engine.New(t.ID, database, user, params), nil
+	live, release, err := n.tenants.Acquire(ctx, t, terminate)
+	if err != nil {
+		return nil, err
+	}
+	s := n.engine.New(t.ID, database, role, params, live)
+	s.OnClose(release)
+	return s, nil
 }
 
 func (n *Node) healthHandler() http.Handler {
@@ -285,6 +336,7 @@ func (n *Node) healthHandler() http.Handler {
 	// Profiles for operators, on the --http address only.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("GET /metrics", n.tel.metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		err := kvcluster.View(r.Context(), n.store, func(txn kvcluster.Txn) error {
 			_, err := migrations.Version(r.Context(), txn)

@@ -26,6 +26,7 @@
 package badgerkv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -226,7 +227,10 @@ type commitReq struct {
 	spill    *spill
 	lockedTs map[string]uint64
 	bytes    int64
-	done     chan error // receives exactly one result
+	// dropPrefix, when set, makes the request a DropPrefix rather than a
+	// commit: the committer runs it between groups, as the only writer.
+	dropPrefix []byte
+	done       chan error // receives exactly one result
 }
 
 // count is an upper bound on the number of writes of req.
@@ -379,6 +383,14 @@ func (c *committer) commitBatch(batch []*commitReq) {
 			req.done <- c.failed
 			continue
 		}
+		if req.dropPrefix != nil {
+			if len(g.reqs) > 0 {
+				c.flush(g)
+			}
+			c.drop(req)
+			g = &group{ts: c.lastTs + 1}
+			continue
+		}
 		if conflict, err := c.conflicts(req); err != nil || conflict {
 			if err == nil {
 				err = kvcluster.ErrWriteConflict
@@ -450,6 +462,41 @@ func (c *committer) conflicts(req *commitReq) (bool, error) {
 
 // errStop ends an iteration early.
 var errStop = errors.New("stop")
+
+// drop runs a DropPrefix request. Badger blocks its own writes while it
+// drops; the committer is the only writer, so nothing else sees that.
+func (c *committer) drop(req *commitReq) {
+	if c.failed != nil {
+		req.done <- c.failed
+		return
+	}
+	if err := c.s.db.DropPrefix(req.dropPrefix); err != nil {
+		req.done <- fmt.Errorf("badgerkv: drop prefix: %w", err)
+		return
+	}
+	req.done <- nil
+}
+
+// DropPrefix implements kvcluster.PrefixDropper.
+func (s *Store) DropPrefix(ctx context.Context, prefix []byte) error {
+	if len(prefix) == 0 {
+		return fmt.Errorf("badgerkv: drop prefix: %w: empty prefix", kvcluster.ErrInvalidArgument)
+	}
+	req := &commitReq{dropPrefix: bytes.Clone(prefix), done: make(chan error, 1)}
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return kvcluster.ErrClosed
+	}
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued it runs to the end: dropping is idempotent, but a caller
+	// told "cancelled" must be able to trust that it may retry.
+	return <-req.done
+}
 
 // flushLarge commits one request too large for a batch (large.go).
 func (c *committer) flushLarge(req *commitReq) {

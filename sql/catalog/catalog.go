@@ -4,6 +4,7 @@
 //	table 1  tables     key: name           value: descriptor (JSON)
 //	table 2  counters   key: counter name   value: int64 (big-endian)
 //	table 3  roles      key: role name      value: role (JSON)
+//	table 4  usage      the tenant's storage accounting (package tenancy)
 //
 // Descriptors are read and written inside the caller's KvCluster
 // transaction, so a schema change commits or aborts with its statement and
@@ -35,6 +36,9 @@ const (
 	tablesTableID   keys.TableID = 1
 	countersTableID keys.TableID = 2
 	rolesTableID    keys.TableID = 3
+	// UsageTableID holds the tenant's storage accounting, kept by package
+	// tenancy; it is the tenant's own, so dropping the tenant drops it.
+	UsageTableID keys.TableID = 4
 )
 
 // RowIDColumnName is the hidden column keying a table created without a
@@ -77,6 +81,14 @@ type Table struct {
 	NextIndexID  keys.IndexID      `json:"next_index_id"`
 	// StorageOptions are WITH (...) options, accepted and kept.
 	StorageOptions map[string]string `json:"storage_options,omitempty"`
+	// Owner is the role that created the table; Grants the privileges
+	// other roles were granted (GRANT), by role name.
+	Owner  string                `json:"owner,omitempty"`
+	Grants map[string]Privileges `json:"grants,omitempty"`
+
+	// Virtual, set only on system views (never stored), produces the
+	// view's rows instead of a key scan.
+	Virtual func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error `json:"-"`
 }
 
 // ColumnIndex returns the position of the named column, or -1.
@@ -453,9 +465,15 @@ func (c *Catalog) ResetCounter(ctx context.Context, txn kvcluster.Txn, name stri
 type Role struct {
 	Name      string `json:"name"`
 	Superuser bool   `json:"superuser,omitempty"`
+	// NoLogin roles cannot connect (CREATE ROLE without LOGIN).
+	NoLogin bool `json:"nologin,omitempty"`
+	// CreateRole roles may create, alter and drop other non-superuser
+	// roles.
+	CreateRole bool `json:"createrole,omitempty"`
 	// SCRAM is the SCRAM-SHA-256 verifier in PostgreSQL's
-	// "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>" form.
-	SCRAM string `json:"scram"`
+	// "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>" form; empty
+	// for a role without a password, which cannot log in.
+	SCRAM string `json:"scram,omitempty"`
 }
 
 // Role reads a role.
@@ -473,7 +491,7 @@ func (c *Catalog) Role(ctx context.Context, txn kvcluster.Txn, name string) (*Ro
 
 // PutRole creates or replaces a role.
 func (c *Catalog) PutRole(ctx context.Context, txn kvcluster.Txn, r *Role) error {
-	if !strings.HasPrefix(r.SCRAM, "SCRAM-SHA-256$") {
+	if r.SCRAM != "" && !strings.HasPrefix(r.SCRAM, "SCRAM-SHA-256$") {
 		return fmt.Errorf("catalog: role %q: only SCRAM-SHA-256 verifiers are stored", r.Name)
 	}
 	b, err := json.Marshal(r)

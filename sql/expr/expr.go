@@ -31,6 +31,9 @@ type Env struct {
 	Setting func(name string) (string, bool)
 	// NextVal draws the next value of a sequence (serial defaults).
 	NextVal func(seq string) (int64, error)
+	// Admin runs a cluster administration function (shaledb.*); the
+	// session decides who may.
+	Admin func(name string, args []value.Value) (value.Value, error)
 }
 
 // Expr is a typed expression.

@@ -40,6 +40,7 @@ const (
 	metaTenantByName  byte = 0x02
 	metaTenantByID    byte = 0x03
 	metaNextTenantID  byte = 0x04
+	metaDropping      byte = 0x05
 )
 
 // ErrBadKey wraps every error decoding a key that this package did not
@@ -65,6 +66,30 @@ func MetaTenantByNameSpan() (start, end []byte) {
 // MetaTenantByID is the registry key holding a tenant's descriptor.
 func MetaTenantByID(id TenantID) []byte {
 	return encoding.AppendUvarint([]byte{prefixMeta, metaTenantByID}, uint64(id))
+}
+
+// MetaDroppingTenant marks a tenant whose keys are being removed: set in
+// the transaction that unregisters it, cleared once its span is dropped, so
+// a drop interrupted by a crash is finished at the next start.
+func MetaDroppingTenant(id TenantID) []byte {
+	return encoding.AppendUvarint([]byte{prefixMeta, metaDropping}, uint64(id))
+}
+
+// MetaDroppingSpan spans every MetaDroppingTenant marker.
+func MetaDroppingSpan() (start, end []byte) {
+	return []byte{prefixMeta, metaDropping}, []byte{prefixMeta, metaDropping + 1}
+}
+
+// DecodeMetaDroppingTenant returns the tenant id of a MetaDroppingTenant key.
+func DecodeMetaDroppingTenant(key []byte) (TenantID, error) {
+	if len(key) < 2 || key[0] != prefixMeta || key[1] != metaDropping {
+		return 0, fmt.Errorf("%w: % x is not a dropping-tenant marker", ErrBadKey, key)
+	}
+	id, rest, err := encoding.DecodeUvarint(key[2:])
+	if err != nil || len(rest) != 0 || id == 0 {
+		return 0, fmt.Errorf("%w: dropping-tenant marker % x", ErrBadKey, key)
+	}
+	return TenantID(id), nil
 }
 
 // MetaSpan spans all store metadata.

@@ -65,6 +65,15 @@ const (
 	CodeBadCopyFileFormat            = "22P04"
 	CodeInsufficientPrivilege        = "42501"
 	CodeTooManyConnections           = "53300"
+	CodeDiskFull                     = "53100"
+	CodeObjectInUse                  = "55006"
+	CodeInvalidGrantOperation        = "0LP01"
+	CodeNullValueNotAllowed          = "22004"
+	CodeInvalidName                  = "42602"
+	CodeReservedName                 = "42939"
+	CodeDuplicateDatabase            = "42P04"
+	CodeDependentObjectsStillExist   = "2BP01"
+	CodeConfigurationLimitExceeded   = "53400"
 	CodeObjectNotInPrerequisiteState = "55000"
 )
 

@@ -33,6 +33,9 @@ func (s *Session) alterTable(ctx context.Context, st *pg.AlterTableStmt, w Resul
 		}
 		return pgerror.New(pgerror.CodeUndefinedTable, "relation %q does not exist", st.Relation.Relname)
 	}
+	if err := s.mustOwn(t); err != nil {
+		return err
+	}
 	for _, n := range st.Cmds {
 		cmd := n.GetAlterTableCmd()
 		c := cmd.Def.GetConstraint()

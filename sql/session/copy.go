@@ -100,7 +100,7 @@ func parseCopyOptions(opts []*pg.Node) (copyOptions, error) {
 }
 
 func (s *Session) copy(ctx context.Context, st *pg.CopyStmt, w ResultWriter) error {
-	cio, ok := w.(CopyIO)
+	cio, ok := unwrap(w).(CopyIO)
 	if !ok {
 		return pgerror.Unsupported("COPY in the extended query protocol")
 	}
@@ -142,6 +142,9 @@ func (s *Session) copyTarget(ctx context.Context, st *pg.CopyStmt) (planner.Plan
 
 func (s *Session) copyTo(ctx context.Context, st *pg.CopyStmt, o copyOptions, cio CopyIO, w ResultWriter) error {
 	p, err := s.copyTarget(ctx, st)
+	if err == nil {
+		err = s.checkPrivileges(p)
+	}
 	if err != nil {
 		return err
 	}
@@ -241,6 +244,9 @@ func (s *Session) copyFrom(ctx context.Context, st *pg.CopyStmt, o copyOptions, 
 	b := s.builder(ctx, nil)
 	var next func() ([]value.Value, error)
 	ins, colTypes, err := b.CopyInsert(t, names, func() ([]value.Value, error) { return next() })
+	if err == nil {
+		err = s.checkPrivileges(ins)
+	}
 	if err != nil {
 		return err
 	}

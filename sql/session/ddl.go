@@ -12,11 +12,16 @@ import (
 )
 
 func (s *Session) createTable(ctx context.Context, st *pg.CreateStmt, w ResultWriter) error {
+	if !s.role.Superuser {
+		// PostgreSQL 15: only the database owner may create in public.
+		return pgerror.New(pgerror.CodeInsufficientPrivilege, "permission denied for schema public")
+	}
 	b := s.builder(ctx, nil)
 	t, err := b.CreateTable(st)
 	if err != nil {
 		return err
 	}
+	t.Owner = s.role.Name
 	if st.IfNotExists {
 		if _, found, err := s.cat.Table(ctx, s.txn, t.Name); err != nil {
 			return err
@@ -56,6 +61,9 @@ func (s *Session) drop(ctx context.Context, st *pg.DropStmt, w ResultWriter) err
 			}
 			return pgerror.New(pgerror.CodeUndefinedTable, "table %q does not exist", name)
 		}
+		if err := s.mustOwn(t); err != nil {
+			return err
+		}
 		if err := s.cat.DropTable(ctx, s.txn, t); err != nil {
 			return err
 		}
@@ -70,6 +78,9 @@ func (s *Session) truncate(ctx context.Context, st *pg.TruncateStmt, w ResultWri
 		t, err := s.cat.MustTable(ctx, s.txn, rv.Relname)
 		if err != nil {
 			return err
+		}
+		if !t.Allows(s.role, catalog.PrivTruncate) {
+			return pgerror.New(pgerror.CodeInsufficientPrivilege, "permission denied for table %s", t.Name)
 		}
 		if err := s.cat.ClearTable(ctx, s.txn, t); err != nil {
 			return err

@@ -67,6 +67,7 @@ func (s *Session) runtime(ctx context.Context, params []value.Value) *executor.R
 			Now:     s.txnStart,
 			Setting: s.setting,
 			NextVal: func(seq string) (int64, error) { return s.e.seqs.next(ctx, s.cat, seq) },
+			Admin:   s.adminCall(ctx),
 		},
 	}
 }
@@ -83,6 +84,9 @@ func (s *Session) query(ctx context.Context, stmt *pg.Node, paramTypes []types.T
 	if err != nil {
 		return err
 	}
+	if err := s.checkPrivileges(p); err != nil {
+		return err
+	}
 	cols := columnsOf(p)
 	returnsRows := len(cols) > 0 || isSelect(stmt)
 	if returnsRows {
@@ -92,6 +96,7 @@ func (s *Session) query(ctx context.Context, stmt *pg.Node, paramTypes []types.T
 	}
 	rt := s.runtime(ctx, params)
 	n, err := executor.Run(rt, p, func(row []value.Value) error { return w.Row(row) })
+	s.stats.rowsRead += rt.RowsRead
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/sql/catalog"
@@ -60,6 +61,11 @@ type Engine struct {
 
 	seqs  sequences
 	descs *catalog.DescriptorCache
+
+	// Admin, if set, serves the shaledb.* functions and views.
+	Admin Admin
+	// Tracer, if set, gets a span per statement.
+	Tracer trace.Tracer
 }
 
 // parseCacheMax bounds the parse cache; past it the cache starts over.
@@ -115,8 +121,11 @@ type Session struct {
 	codec    keys.Codec
 	cat      *catalog.Catalog
 	user     string
+	role     *catalog.Role
+	gov      Governor
 	database string
 	settings map[string]string
+	stats    statementStats
 
 	mode     txnMode
 	txn      kvcluster.Txn
@@ -124,13 +133,16 @@ type Session struct {
 
 	prepared map[string]*Prepared
 	portals  map[string]*Portal
+	onClose  []func()
 }
 
-// New starts a session of user in tenant (whose database name is
-// database), with the startup parameters the client sent.
-func (e *Engine) New(tenant keys.TenantID, database, user string, params map[string]string) *Session {
+// New starts a session of role in tenant (whose database name is
+// database), with the startup parameters the client sent, governed by gov
+// (nil for none).
+func (e *Engine) New(tenant keys.TenantID, database string, role *catalog.Role, params map[string]string, gov Governor) *Session {
+	user := role.Name
 	s := &Session{
-		e: e, tenant: tenant, codec: keys.MakeCodec(tenant), user: user, database: database,
+		e: e, tenant: tenant, codec: keys.MakeCodec(tenant), user: user, role: role, gov: gov, database: database,
 		settings: defaultSettings(), prepared: map[string]*Prepared{}, portals: map[string]*Portal{},
 	}
 	s.cat = catalog.New(s.codec).WithCache(e.descs)
@@ -156,6 +168,9 @@ func (s *Session) TxnStatus() byte {
 	return 'I'
 }
 
+// OnClose makes Close call fn (after rolling back), once.
+func (s *Session) OnClose(fn func()) { s.onClose = append(s.onClose, fn) }
+
 // Close ends the session, rolling back an open transaction.
 func (s *Session) Close() {
 	if s.txn != nil {
@@ -164,11 +179,19 @@ func (s *Session) Close() {
 		s.txn = nil
 	}
 	s.mode = txnNone
+	for _, fn := range s.onClose {
+		fn()
+	}
+	s.onClose = nil
 }
 
 func (s *Session) begin(ctx context.Context) error {
 	txn, snap, err := s.e.descs.Begin(func() (kvcluster.Txn, error) {
-		return s.e.KV.Begin(ctx, kvcluster.TxnOptions{})
+		txn, err := s.e.KV.Begin(ctx, kvcluster.TxnOptions{})
+		if err == nil && s.gov != nil {
+			txn = s.gov.Wrap(txn)
+		}
+		return txn, err
 	})
 	if err != nil {
 		return err
@@ -280,10 +303,10 @@ var errEmptyQuery = errors.New("empty query")
 // IsEmptyQuery reports the error of a query string with no statements.
 func IsEmptyQuery(err error) bool { return errors.Is(err, errEmptyQuery) }
 
-// execute runs one statement in the current transaction. params are the
+// dispatch runs one statement in the current transaction. params are the
 // bound parameter values (extended protocol); maxRows and portal support
 // Execute's row limit.
-func (s *Session) execute(ctx context.Context, stmt *pg.Node, paramTypes []types.T, params []value.Value, w ResultWriter, maxRows int, portal *Portal) error {
+func (s *Session) dispatch(ctx context.Context, stmt *pg.Node, paramTypes []types.T, params []value.Value, w ResultWriter, maxRows int, portal *Portal) error {
 	if s.mode == txnFailed {
 		if t := stmt.GetTransactionStmt(); t == nil || (t.Kind != pg.TransactionStmtKind_TRANS_STMT_ROLLBACK && t.Kind != pg.TransactionStmtKind_TRANS_STMT_COMMIT) {
 			return pgerror.New(pgerror.CodeInFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
@@ -291,7 +314,7 @@ func (s *Session) execute(ctx context.Context, stmt *pg.Node, paramTypes []types
 	}
 	switch x := stmt.Node.(type) {
 	case *pg.Node_TransactionStmt:
-		if bw, ok := w.(*bufferedWriter); ok {
+		if bw, ok := unwrap(w).(*bufferedWriter); ok {
 			bw.sawTxnControl = true
 		}
 		return s.transaction(ctx, x.TransactionStmt, w)
@@ -318,6 +341,14 @@ func (s *Session) execute(ctx context.Context, stmt *pg.Node, paramTypes []types
 		return s.copy(ctx, x.CopyStmt, w)
 	case *pg.Node_AlterTableStmt:
 		return s.alterTable(ctx, x.AlterTableStmt, w)
+	case *pg.Node_CreateRoleStmt:
+		return s.createRole(ctx, x.CreateRoleStmt, w)
+	case *pg.Node_AlterRoleStmt:
+		return s.alterRole(ctx, x.AlterRoleStmt, w)
+	case *pg.Node_DropRoleStmt:
+		return s.dropRole(ctx, x.DropRoleStmt, w)
+	case *pg.Node_GrantStmt:
+		return s.grant(ctx, x.GrantStmt, w)
 	}
 	return pgerror.Unsupported("statement " + statementName(stmt))
 }
@@ -392,6 +423,9 @@ func transactionOptions(opts []*pg.Node) error {
 // table reads a table descriptor in the current transaction.
 func (s *Session) table(ctx context.Context) func(string) (*catalog.Table, error) {
 	return func(name string) (*catalog.Table, error) {
+		if strings.HasPrefix(name, "shaledb.") {
+			return s.view(name)
+		}
 		return s.cat.MustTable(ctx, s.txn, name)
 	}
 }

@@ -1,0 +1,185 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/keys"
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/tenancy/scram"
+)
+
+// TenantAdminUser is the user every new tenant starts with, a superuser of
+// that tenant only.
+const TenantAdminUser = "admin"
+
+// reserved reports names no tenant may take: the system tenant's and
+// PostgreSQL's own database names, which clients and tools assume.
+func reserved(name string) bool {
+	switch name {
+	case SystemTenantName, "postgres", "template0", "template1", "shaledb":
+		return true
+	}
+	return strings.HasPrefix(name, "pg_")
+}
+
+// CreateTenant registers tenant name with its user admin (password
+// password, kept as a SCRAM verifier), in one transaction.
+func (m *Manager) CreateTenant(ctx context.Context, name, password string, now time.Time) (Tenant, error) {
+	if err := ValidateName(name); err != nil {
+		return Tenant{}, pgerror.New(pgerror.CodeInvalidName, "invalid tenant name %q: %s", name, strings.TrimPrefix(err.Error(), ErrInvalidName.Error()+": "))
+	}
+	if reserved(name) {
+		return Tenant{}, pgerror.New(pgerror.CodeReservedName, "tenant name %q is reserved", name)
+	}
+	if password == "" {
+		return Tenant{}, pgerror.New(pgerror.CodeInvalidParameterValue, "the admin password of a new tenant must not be empty")
+	}
+	verifier, err := scram.NewVerifier(password)
+	if err != nil {
+		return Tenant{}, err
+	}
+	var t Tenant
+	err = kvcluster.Update(ctx, m.kv, 10, func(txn kvcluster.Txn) error {
+		var err error
+		t, err = Create(ctx, txn, name, now)
+		if errors.Is(err, ErrTenantExists) {
+			return pgerror.New(pgerror.CodeDuplicateDatabase, "tenant %q already exists", name)
+		}
+		if err != nil {
+			return err
+		}
+		// The role is written through a counting transaction so that the
+		// tenant's storage use starts at what it holds.
+		c := &countingTxn{Txn: txn}
+		if err := catalog.New(keys.MakeCodec(t.ID)).PutRole(ctx, c, &catalog.Role{Name: TenantAdminUser, Superuser: true, SCRAM: verifier}); err != nil {
+			return err
+		}
+		return SetInitialUsage(ctx, txn, t.ID, c.bytes)
+	})
+	return t, err
+}
+
+// countingTxn counts the bytes written through it (new keys only).
+type countingTxn struct {
+	kvcluster.Txn
+	bytes int64
+}
+
+func (c *countingTxn) Put(ctx context.Context, key, value []byte) error {
+	c.bytes += entrySize(key, value)
+	return c.Txn.Put(ctx, key, value)
+}
+
+// lookupPG finds a tenant by name, or 3D000.
+func lookupPG(ctx context.Context, txn kvcluster.Txn, name string) (Tenant, error) {
+	t, found, err := Lookup(ctx, txn, name)
+	if err == nil && !found {
+		err = pgerror.New(pgerror.CodeInvalidCatalogName, "tenant %q does not exist", name)
+	}
+	return t, err
+}
+
+// DropTenant unregisters tenant name, closes its sessions on this node
+// and removes every key it owns with one range deletion.
+func (m *Manager) DropTenant(ctx context.Context, name string) error {
+	if name == SystemTenantName {
+		return pgerror.New(pgerror.CodeInsufficientPrivilege, "the system tenant cannot be dropped")
+	}
+	m.dropMu.Lock()
+	defer m.dropMu.Unlock()
+	var t Tenant
+	err := kvcluster.View(ctx, m.kv, func(txn kvcluster.Txn) (err error) {
+		t, err = lookupPG(ctx, txn, name)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// From here no session of the tenant starts on this node; those
+	// running are ended before its keys go, so none commits after.
+	m.mu.Lock()
+	m.dropping[t.ID] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.dropping, t.ID)
+		m.mu.Unlock()
+	}()
+	err = kvcluster.Update(ctx, m.kv, 10, func(txn kvcluster.Txn) error {
+		cur, err := lookupPG(ctx, txn, name)
+		if err != nil {
+			return err
+		}
+		if cur.ID != t.ID {
+			return pgerror.New(pgerror.CodeInvalidCatalogName, "tenant %q does not exist", name)
+		}
+		return Unregister(ctx, txn, t)
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.disconnect(ctx, t.ID); err != nil {
+		return err
+	}
+	return DropData(ctx, m.kv, t.ID)
+}
+
+// SetLimit changes one limit of tenant name, in the registry and, at once,
+// on this node.
+func (m *Manager) SetLimit(ctx context.Context, name, limit string, v int64) (Tenant, error) {
+	var t Tenant
+	err := kvcluster.Update(ctx, m.kv, 10, func(txn kvcluster.Txn) (err error) {
+		if t, err = lookupPG(ctx, txn, name); err != nil {
+			return err
+		}
+		if err := t.Limits.Set(limit, v); err != nil {
+			msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), ErrUnknownLimit.Error()+" "), ErrInvalidLimit.Error()+": ")
+			if errors.Is(err, ErrUnknownLimit) {
+				msg = "unrecognized limit " + msg
+			}
+			return pgerror.New(pgerror.CodeInvalidParameterValue, "%s", msg)
+		}
+		return SetLimits(ctx, txn, t)
+	})
+	if err != nil {
+		return Tenant{}, err
+	}
+	m.SetLimits(t.ID, t.Limits)
+	return t, nil
+}
+
+// Usage is one row of shaledb.tenants.
+type Usage struct {
+	Tenant
+	StorageBytes        int64
+	Connections         int64
+	Throttled, Rejected int64
+}
+
+// Usages calls fn for every tenant in name order, with its usage: from
+// memory for tenants live on this node, from the store for the rest.
+func (m *Manager) Usages(ctx context.Context, txn kvcluster.Txn, fn func(Usage) error) error {
+	var inner error
+	err := List(ctx, txn, func(t Tenant) bool {
+		u := Usage{Tenant: t}
+		if l, ok := m.Lookup(t.ID); ok {
+			u.StorageBytes = l.StorageBytes()
+			u.Connections = l.Connections()
+			u.Throttled = l.Stats.Throttled.Load()
+			u.Rejected = l.Stats.Rejected.Load()
+		} else if u.StorageBytes, inner = StorageBytes(ctx, txn, t.ID); inner != nil {
+			return false
+		}
+		inner = fn(u)
+		return inner == nil
+	})
+	if inner != nil {
+		return inner
+	}
+	return err
+}
