@@ -18,6 +18,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/shaledb/shaledb/kvcluster"
@@ -99,6 +100,9 @@ type Node struct {
 	http    *http.Server
 	httpLn  net.Listener
 	served  chan error
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 
 	// AdminPassword is the admin password when it was generated at this
 	// start (to print once); empty otherwise.
@@ -261,8 +265,13 @@ func (n *Node) HTTPAddr() net.Addr {
 }
 
 // Shutdown stops accepting, lets statements finish within the grace
-// period, and closes the store.
+// period, and closes the store. Later calls return the first's result.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() { n.shutdownErr = n.shutdown(ctx) })
+	return n.shutdownErr
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
 	if n.http != nil {
 		_ = n.http.Shutdown(ctx)
 	}

@@ -308,4 +308,3 @@ func (m *Manager) Retired() *Stats {
 	s.add(&m.retired)
 	return &s
 }
-

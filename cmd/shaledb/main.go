@@ -1,6 +1,7 @@
 // Command shaledb runs a ShaleDB node and administers it.
 //
 //	shaledb start --data-dir DIR [--listen ADDR] [--http ADDR] [--tls-cert F --tls-key F]
+//	shaledb tenant create|drop|list|set-limit ...
 //	shaledb version
 //
 // start opens (creating if needed) the node's embedded Badger store in DIR,
@@ -35,6 +36,7 @@ import (
 const usage = `usage:
   shaledb start --data-dir DIR [--listen ADDR] [--http ADDR] [--tls-cert F --tls-key F]
                                                run a single node on DIR
+  shaledb tenant create|drop|list|set-limit    administer tenants (shaledb tenant help)
   shaledb version                              print the version
 `
 
@@ -59,6 +61,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		return start(ctx, cfg, stdout, stderr)
+	case "tenant":
+		if len(args) > 1 && (args[1] == "help" || args[1] == "-h" || args[1] == "--help") {
+			fmt.Fprint(stdout, tenantUsage)
+			return nil
+		}
+		return tenantCmd(context.Background(), args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "shaledb, store format %d\n", migrations.Latest())
 		return nil
@@ -84,6 +92,11 @@ type startConfig struct {
 	// garbage collector works harder near it); 0 leaves the runtime's
 	// default. GOMEMLIMIT in the environment wins over it.
 	MemoryLimit int64
+	// MetricsTopTenants is how many of the busiest tenants get their own
+	// /metrics series.
+	MetricsTopTenants int
+	// RateWait bounds a statement's wait for its tenant's rate limit.
+	RateWait time.Duration
 }
 
 // defaultMemoryLimit keeps a node's heap, with the collector's headroom,
@@ -131,9 +144,11 @@ func parseStart(args []string, stderr io.Writer) (startConfig, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the node's store (created if missing)")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:5433", "PostgreSQL protocol address (port 0 picks a free one)")
-	fs.StringVar(&cfg.HTTPAddr, "http", "", "serve /healthz on this address, e.g. 127.0.0.1:8080")
+	fs.StringVar(&cfg.HTTPAddr, "http", "", "serve /healthz and /metrics on this address, e.g. 127.0.0.1:8080")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate (PEM) offered to clients that ask for TLS")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key (PEM)")
+	fs.IntVar(&cfg.MetricsTopTenants, "metrics-top-tenants", 100, "the busiest N tenants get their own /metrics series; the rest are summed as tenant=\"_other\"")
+	fs.DurationVar(&cfg.RateWait, "rate-max-wait", time.Second, "longest a statement waits for its tenant's max_qps before failing with 53400")
 	cfg.MemoryLimit = defaultMemoryLimit
 	fs.Func("memory-limit", "soft limit of the node's memory, e.g. 384MiB or 2GiB; 0 for none (default 384MiB; GOMEMLIMIT wins)", func(v string) error {
 		n, err := parseBytes(v)
@@ -158,6 +173,7 @@ func start(ctx context.Context, cfg startConfig, stdout, stderr io.Writer) error
 	node, err := server.Start(ctx, server.Config{
 		DataDir: cfg.DataDir, Listen: cfg.Listen, HTTP: cfg.HTTPAddr,
 		TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, AdminPassword: envPassword, Logger: log,
+		MetricsTopTenants: cfg.MetricsTopTenants, MaxRateWait: cfg.RateWait,
 	})
 	if err != nil {
 		return err
@@ -168,7 +184,7 @@ func start(ctx context.Context, cfg startConfig, stdout, stderr io.Writer) error
 	host, port, _ := net.SplitHostPort(node.Addr().String())
 	fmt.Fprintf(stdout, "ShaleDB node ready\n  data directory: %s\n  postgres:       %s\n", cfg.DataDir, node.Addr())
 	if a := node.HTTPAddr(); a != nil {
-		fmt.Fprintf(stdout, "  health:         http://%s/healthz\n", a)
+		fmt.Fprintf(stdout, "  health:         http://%s/healthz\n  metrics:        http://%s/metrics\n", a, a)
 	}
 	switch {
 	case envPassword != "":

@@ -146,9 +146,10 @@ func (s *Session) preparedPlan(ctx context.Context, ps *Prepared) (planner.Plan,
 		}
 	}
 	var tables []*catalog.Table
+	resolve := s.table(ctx)
 	b := &planner.Builder{
 		Table: func(name string) (*catalog.Table, error) {
-			t, err := s.cat.MustTable(ctx, s.txn, name)
+			t, err := resolve(name)
 			if err == nil {
 				tables = append(tables, t)
 			}
