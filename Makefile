@@ -91,6 +91,11 @@ bench-pgbench: build ## pgbench select-only and TPC-B, ShaleDB vs PostgreSQL 15 
 	@mkdir -p $(RESULTS)
 	$(GO) run ./benchmarks/pgbenchcmp --shaledb bin/shaledb --scale 1 --clients 8 --duration 10s --out $(RESULTS)
 
+.PHONY: bench-tenants
+bench-tenants: build ## 100,000 tenants on one node: disk and memory per tenant, create_tenant latency, rate-limit accuracy
+	@mkdir -p $(RESULTS)
+	$(GO) run ./benchmarks/tenantdensity --shaledb bin/shaledb --tenants $(or $(TENANTS),100000) --out $(RESULTS)
+
 .PHONY: clean
 clean: ## remove build output (not $(DATA_DIR))
 	rm -rf bin

@@ -61,8 +61,6 @@ func (c *conn) terminate() {
 	c.wakeIdle()
 }
 
-
-
 func (c *conn) cancelStatement() {
 	c.mu.Lock()
 	if c.stmtCancel != nil {

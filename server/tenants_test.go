@@ -2,8 +2,8 @@ package server
 
 import (
 	"bytes"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -145,6 +145,7 @@ func TestTenantsWithTheSameTablesAreSeparate(t *testing.T) {
 	e.expectCode(e.sys, "42P04", "SELECT shaledb.create_tenant('acme', 'pw')")
 	e.expectCode(e.sys, "3D000", "SELECT shaledb.drop_tenant('nosuch')")
 	e.expectCode(e.sys, "42501", "SELECT shaledb.drop_tenant('system')")
+	e.expectCode(e.sys, "42501", "SELECT shaledb.set_tenant_limit('system', 'max_qps', 0)")
 	e.expectCode(e.sys, "22023", "SELECT shaledb.set_tenant_limit('acme', 'max_bananas', 1)")
 	e.expectCode(e.sys, "22023", "SELECT shaledb.set_tenant_limit('acme', 'max_qps', -5)")
 	e.exec(e.sys, "BEGIN")
@@ -287,7 +288,9 @@ func sendCancel(t *testing.T, addr string, pid, secret uint32) {
 	_, _ = io.ReadAll(c) // the server closes without answering
 }
 
-func putU32(b []byte, v uint32) { b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v) }
+func putU32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
 
 func TestRolesAndGrants(t *testing.T) {
 	e := newTenantEnv(t, Config{})
@@ -609,4 +612,6 @@ func grepLines(text, sub string) string {
 
 func errorsAs(err error, target **pgconn.PgError) bool { return errors.As(err, target) }
 
-func key32(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+func key32(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}

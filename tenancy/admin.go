@@ -3,6 +3,7 @@ package tenancy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -43,10 +44,14 @@ func (m *Manager) CreateTenant(ctx context.Context, name, password string, now t
 	if err != nil {
 		return Tenant{}, err
 	}
+	id, err := m.allocID(ctx)
+	if err != nil {
+		return Tenant{}, err
+	}
 	var t Tenant
 	err = kvcluster.Update(ctx, m.kv, 10, func(txn kvcluster.Txn) error {
 		var err error
-		t, err = Create(ctx, txn, name, now)
+		t, err = CreateWithID(ctx, txn, id, name, now)
 		if errors.Is(err, ErrTenantExists) {
 			return pgerror.New(pgerror.CodeDuplicateDatabase, "tenant %q already exists", name)
 		}
@@ -62,6 +67,31 @@ func (m *Manager) CreateTenant(ctx context.Context, name, password string, now t
 		return SetInitialUsage(ctx, txn, t.ID, c.bytes)
 	})
 	return t, err
+}
+
+// idBlock is how many tenant ids a node reserves at once, so that
+// concurrent creates do not queue on the registry's id counter.
+const idBlock = 64
+
+// allocID hands out the next tenant id of the node's reserved block,
+// reserving another block when it runs out.
+func (m *Manager) allocID(ctx context.Context) (keys.TenantID, error) {
+	m.idMu.Lock()
+	defer m.idMu.Unlock()
+	if m.nextID == 0 || m.nextID >= m.idLimit {
+		var first keys.TenantID
+		err := kvcluster.Update(ctx, m.kv, 10, func(txn kvcluster.Txn) (err error) {
+			first, err = ReserveIDs(ctx, txn, idBlock)
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("tenancy: reserve tenant ids: %w", err)
+		}
+		m.nextID, m.idLimit = first, first+idBlock
+	}
+	id := m.nextID
+	m.nextID++
+	return id, nil
 }
 
 // countingTxn counts the bytes written through it (new keys only).
@@ -132,6 +162,10 @@ func (m *Manager) DropTenant(ctx context.Context, name string) error {
 // SetLimit changes one limit of tenant name, in the registry and, at once,
 // on this node.
 func (m *Manager) SetLimit(ctx context.Context, name, limit string, v int64) (Tenant, error) {
+	if name == SystemTenantName {
+		// Its admins must always be able to get in and lift a limit.
+		return Tenant{}, pgerror.New(pgerror.CodeInsufficientPrivilege, "the system tenant's limits cannot be set")
+	}
 	var t Tenant
 	err := kvcluster.Update(ctx, m.kv, 10, func(txn kvcluster.Txn) (err error) {
 		if t, err = lookupPG(ctx, txn, name); err != nil {

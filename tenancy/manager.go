@@ -38,6 +38,10 @@ type Manager struct {
 	// fold never writes into a span being dropped.
 	dropMu sync.RWMutex
 
+	// idMu guards the block of tenant ids this node reserved.
+	idMu            sync.Mutex
+	nextID, idLimit keys.TenantID
+
 	folds  chan keys.TenantID
 	stop   chan struct{}
 	done   chan struct{}

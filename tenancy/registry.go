@@ -193,6 +193,33 @@ func decodeID(b []byte) (keys.TenantID, error) {
 // free id, and returns it. The system tenant gets keys.SystemTenantID
 // because it is created first, by the first migration.
 func Create(ctx context.Context, txn kvcluster.Txn, name string, now time.Time) (Tenant, error) {
+	first, err := ReserveIDs(ctx, txn, 1)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("tenancy: create %q: %w", name, err)
+	}
+	return CreateWithID(ctx, txn, first, name, now)
+}
+
+// ReserveIDs takes n tenant ids from the registry's counter in txn and
+// returns the first. Ids are never reused: ids reserved and not used (a
+// node restarting with some left) are skipped for good.
+func ReserveIDs(ctx context.Context, txn kvcluster.Txn, n uint64) (keys.TenantID, error) {
+	next := keys.SystemTenantID
+	// Read in the snapshot: two reservations racing conflict at commit,
+	// and the loser retries (kvcluster.Update) with the new counter.
+	if b, found, err := txn.Get(ctx, keys.MetaNextTenantID()); err != nil {
+		return 0, err
+	} else if found {
+		if next, err = decodeID(b); err != nil {
+			return 0, err
+		}
+	}
+	return next, txn.Put(ctx, keys.MetaNextTenantID(), encodeID(next+keys.TenantID(n)))
+}
+
+// CreateWithID registers a new tenant called name with an id taken by
+// ReserveIDs.
+func CreateWithID(ctx context.Context, txn kvcluster.Txn, id keys.TenantID, name string, now time.Time) (Tenant, error) {
 	if err := ValidateName(name); err != nil {
 		return Tenant{}, err
 	}
@@ -201,19 +228,10 @@ func Create(ctx context.Context, txn kvcluster.Txn, name string, now time.Time) 
 	} else if found {
 		return Tenant{}, fmt.Errorf("%w: %q", ErrTenantExists, name)
 	}
-	next := keys.SystemTenantID
-	if b, found, err := txn.Get(ctx, keys.MetaNextTenantID()); err != nil {
-		return Tenant{}, fmt.Errorf("tenancy: create %q: %w", name, err)
-	} else if found {
-		if next, err = decodeID(b); err != nil {
-			return Tenant{}, err
-		}
-	}
-	t := Tenant{ID: next, Name: name, CreatedAt: now.UTC().Truncate(time.Microsecond), Limits: Unlimited()}
+	t := Tenant{ID: id, Name: name, CreatedAt: now.UTC().Truncate(time.Microsecond), Limits: Unlimited()}
 	for _, kv := range [][2][]byte{
 		{keys.MetaTenantByName(name), encodeID(t.ID)},
 		{keys.MetaTenantByID(t.ID), encodeTenant(t)},
-		{keys.MetaNextTenantID(), encodeID(t.ID + 1)},
 	} {
 		if err := txn.Put(ctx, kv[0], kv[1]); err != nil {
 			return Tenant{}, fmt.Errorf("tenancy: create %q: %w", name, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -12,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/kvcluster/badgerkv"
 	"github.com/shaledb/shaledb/migrations"
+	"github.com/shaledb/shaledb/server"
 	"github.com/shaledb/shaledb/sql/keys"
 )
 
@@ -128,5 +132,76 @@ func TestMemoryLimitFlag(t *testing.T) {
 	}
 	if cfg, _ := parseStart([]string{"--data-dir", "d"}, io.Discard); cfg.MemoryLimit != defaultMemoryLimit {
 		t.Errorf("default memory limit %d", cfg.MemoryLimit)
+	}
+}
+
+// TestTenantCLI runs `shaledb tenant ...` end to end against a running
+// node: by --url and by PG* environment variables.
+func TestTenantCLI(t *testing.T) {
+	ctx := context.Background()
+	node, err := server.Start(ctx, server.Config{InMemory: true, Listen: "127.0.0.1:0", AdminPassword: "sys-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown(ctx)
+	host, port, _ := net.SplitHostPort(node.Addr().String())
+	url := "postgres://admin:sys-pw@" + node.Addr().String() + "/system"
+	cli := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := run(append([]string{"tenant"}, args...), &out, &errOut)
+		return out.String() + errOut.String(), err
+	}
+	out, err := cli("create", "acme", "--url", url, "--password", "acme-pw")
+	if err != nil || !strings.Contains(out, "created tenant acme (id 2)") {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	// A generated password is printed once, and works.
+	out, err = cli("create", "globex", "--url", url)
+	m := regexp.MustCompile(`admin password \(shown once\): (\S+)`).FindStringSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("create with a generated password: %v\n%s", err, out)
+	}
+	c, err := pgx.Connect(ctx, "postgres://admin:"+m[1]+"@"+node.Addr().String()+"/globex")
+	if err != nil {
+		t.Fatalf("connect with the printed password: %v", err)
+	}
+	c.Close(ctx)
+	// The same through PG* variables.
+	t.Setenv("PGHOST", host)
+	t.Setenv("PGPORT", port)
+	t.Setenv("PGUSER", "admin")
+	t.Setenv("PGPASSWORD", "sys-pw")
+	t.Setenv("PGSSLMODE", "disable")
+	if out, err := cli("set-limit", "acme", "max_storage_bytes", "10MiB"); err != nil || !strings.Contains(out, "max_storage_bytes = 10485760") {
+		t.Fatalf("set-limit: %v\n%s", err, out)
+	}
+	if out, err := cli("set-limit", "acme", "max_qps", "none"); err != nil || !strings.Contains(out, "max_qps = none") {
+		t.Fatalf("set-limit none: %v\n%s", err, out)
+	}
+	out, err = cli("list")
+	if err != nil || !regexp.MustCompile(`(?m)^acme\s+2\s+.*10\.0MiB`).MatchString(out) || !strings.Contains(out, "(3 tenants)") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	// Errors are readable and carry their SQLSTATE.
+	if out, err := cli("create", "acme", "--password", "x"); err == nil || !strings.Contains(err.Error(), `tenant "acme" already exists (SQLSTATE 42P04)`) {
+		t.Fatalf("duplicate: %v\n%s", err, out)
+	}
+	if _, err := cli("set-limit", "acme", "max_bananas", "3"); err == nil || !strings.Contains(err.Error(), "22023") {
+		t.Fatalf("unknown limit: %v", err)
+	}
+	if _, err := cli("drop"); err == nil {
+		t.Fatal("drop without a name succeeded")
+	}
+	if out, err := cli("drop", "acme"); err != nil || !strings.Contains(out, "dropped tenant acme") {
+		t.Fatalf("drop: %v\n%s", err, out)
+	}
+	if out, err := cli("list"); err != nil || strings.Contains(out, "acme") || !strings.Contains(out, "(2 tenants)") {
+		t.Fatalf("list after drop: %v\n%s", err, out)
+	}
+	// A tenant's own admin is refused.
+	t.Setenv("PGDATABASE", "globex")
+	t.Setenv("PGPASSWORD", m[1])
+	if _, err := cli("list"); err == nil || !strings.Contains(err.Error(), "42501") {
+		t.Fatalf("list as a tenant admin: %v", err)
 	}
 }
