@@ -99,9 +99,10 @@ func (m *Manager) Close() {
 
 // Live is a tenant with sessions on this node.
 type Live struct {
-	m    *Manager
-	ID   keys.TenantID
-	Name string
+	m     *Manager
+	ID    keys.TenantID
+	Name  string
+	usage []byte // the prefix of its storage accounting records
 
 	ready   chan struct{} // closed when loaded
 	loadErr error
@@ -135,7 +136,7 @@ func (m *Manager) Acquire(ctx context.Context, t Tenant, closer func()) (*Live, 
 	l := m.live[t.ID]
 	first := l == nil
 	if first {
-		l = &Live{m: m, ID: t.ID, Name: t.Name, ready: make(chan struct{}), gone: make(chan struct{}), sessions: map[uint64]func(){}}
+		l = &Live{m: m, ID: t.ID, Name: t.Name, usage: usagePrefix(t.ID), ready: make(chan struct{}), gone: make(chan struct{}), sessions: map[uint64]func(){}}
 		m.live[t.ID] = l
 	}
 	l.refs++

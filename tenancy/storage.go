@@ -140,11 +140,11 @@ func (m *Manager) foldLoop() {
 // delta with the data. The returned Txn is a kvcluster.LockingTxn when txn
 // is.
 func (l *Live) Wrap(txn kvcluster.Txn) kvcluster.Txn {
-	a := &accounted{Txn: txn, l: l, usage: usagePrefix(l.ID)}
 	if lt, ok := txn.(kvcluster.LockingTxn); ok {
-		return &accountedLocking{accounted: a, lt: lt}
+		al := &accountedLocking{accounted: accounted{Txn: txn, l: l, usage: l.usage}, lt: lt}
+		return al
 	}
-	return a
+	return &accounted{Txn: txn, l: l, usage: l.usage}
 }
 
 // accounted is a transaction that keeps its tenant's storage accounting.
@@ -163,7 +163,7 @@ type accounted struct {
 }
 
 type accountedLocking struct {
-	*accounted
+	accounted
 	lt kvcluster.LockingTxn
 }
 

@@ -10,24 +10,21 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/shaledb/shaledb/benchmarks/pgbench"
 	"github.com/shaledb/shaledb/benchmarks/pgserver"
+	"github.com/shaledb/shaledb/benchmarks/shaledbproc"
 )
 
 type row struct {
@@ -49,33 +46,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pgbenchcmp:", err)
 		os.Exit(1)
 	}
-}
-
-// startShaleDB runs the binary on a fresh data directory and returns its
-// port and process.
-func startShaleDB(ctx context.Context, binary, dir string) (*exec.Cmd, int, error) {
-	cmd := exec.CommandContext(ctx, binary, "start", "--data-dir", filepath.Join(dir, "shaledb"), "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "SHALEDB_ADMIN_PASSWORD=bench")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, 0, err
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		return nil, 0, err
-	}
-	re := regexp.MustCompile(`postgres:\s+127\.0\.0\.1:(\d+)`)
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			port, _ := strconv.Atoi(m[1])
-			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return cmd, port, nil
-		}
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	return nil, 0, fmt.Errorf("shaledb did not report its address")
 }
 
 // procStatus reads one "<field>: <n> kB" line of a process's status, in
@@ -129,23 +99,20 @@ func run(ctx context.Context, binary string, scale, clients int, d time.Duration
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	node, port, err := startShaleDB(ctx, binary, tmp)
+	node, err := shaledbproc.Start(ctx, binary, filepath.Join(tmp, "shaledb"))
 	if err != nil {
 		return err
 	}
-	defer func() {
-		_ = node.Process.Signal(syscall.SIGTERM)
-		_ = node.Wait()
-	}()
+	defer func() { _ = node.Stop() }()
 	sctx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
-	peakAnon := sampleAnon(sctx, node.Process.Pid)
+	peakAnon := sampleAnon(sctx, node.Pid())
 	pg, err := pgserver.Start(ctx, pgserver.Options{})
 	if err != nil {
 		return err
 	}
 	defer pg.Stop()
-	shale := pgbench.Target{Host: "127.0.0.1", Port: port, User: "admin", Password: "bench", Database: "system"}
+	shale := pgbench.Target{Host: "127.0.0.1", Port: node.Port, User: "admin", Password: shaledbproc.AdminPassword, Database: "system"}
 	postgres := pgbench.Target{Host: pg.Host, Port: pg.Port, User: pg.User, Database: "postgres"}
 	for name, t := range map[string]pgbench.Target{"ShaleDB": shale, "PostgreSQL": postgres} {
 		fmt.Fprintf(w, "pgbench -i -s %d on %s…\n", scale, name)
@@ -175,7 +142,7 @@ func run(ctx context.Context, binary string, scale, clients int, d time.Duration
 			rows = append(rows, r)
 		}
 	}
-	rss := memory{Peak: procStatus(node.Process.Pid, "VmHWM"), PeakAnon: peakAnon()}
+	rss := memory{Peak: procStatus(node.Pid(), "VmHWM"), PeakAnon: peakAnon()}
 	return write(outDir, scale, clients, d, rss, rows, w)
 }
 

@@ -19,18 +19,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +37,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shaledb/shaledb/benchmarks/shaledbproc"
 )
 
 func main() {
@@ -60,51 +58,39 @@ func main() {
 }
 
 // node is a running shaledb process.
-type node struct {
-	cmd  *exec.Cmd
-	port int
-}
+type node struct{ *shaledbproc.Proc }
 
 func start(ctx context.Context, binary, dir string) (*node, error) {
-	cmd := exec.CommandContext(ctx, binary, "start", "--data-dir", dir, "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "SHALEDB_ADMIN_PASSWORD=bench")
-	stdout, err := cmd.StdoutPipe()
+	p, err := shaledbproc.Start(ctx, binary, dir)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	re := regexp.MustCompile(`postgres:\s+127\.0\.0\.1:(\d+)`)
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			port, _ := strconv.Atoi(m[1])
-			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return &node{cmd: cmd, port: port}, nil
-		}
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	return nil, errors.New("shaledb did not report its address")
+	return &node{p}, nil
 }
 
-// stop shuts the node down cleanly (SIGTERM) and waits.
-func (n *node) stop() error {
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	return n.cmd.Wait()
-}
+func (n *node) stop() error { return n.Stop() }
 
-func (n *node) url(user, pw, db string) string {
-	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", user, pw, n.port, db)
+func (n *node) url(user, pw, db string) string { return n.URL(user, pw, db) }
+
+// restart stops n cleanly, measures the data directory, and starts it
+// again.
+func restart(ctx context.Context, n *node, binary, dir string) (*node, int64, error) {
+	if err := n.stop(); err != nil {
+		return nil, 0, fmt.Errorf("stop: %w", err)
+	}
+	disk, err := diskBytes(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err = start(ctx, binary, dir)
+	return n, disk, err
 }
 
 // memory is a process's resident memory, in bytes.
 type memory struct{ rss, anon int64 }
 
 func (n *node) memory() memory {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.Pid()))
 	if err != nil {
 		return memory{}
 	}
@@ -167,18 +153,11 @@ func run(ctx context.Context, binary string, tenants, workers, sample, qps int, 
 		return err
 	}
 	emptyMem := n.settle()
-	if err := n.stop(); err != nil {
-		return fmt.Errorf("stop: %w", err)
-	}
-	emptyDisk, err := diskBytes(dir)
+	n, emptyDisk, err := restart(ctx, n, binary, dir)
 	if err != nil {
 		return err
 	}
-	n, err = start(ctx, binary, dir)
-	if err != nil {
-		return err
-	}
-	defer n.cmd.Process.Kill()
+	defer n.Cmd.Process.Kill()
 	emptyRestartMem := n.settle()
 
 	// Create the tenants.
@@ -192,7 +171,7 @@ func run(ctx context.Context, binary string, tenants, workers, sample, qps int, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := pgx.Connect(ctx, n.url("admin", "bench", "system"))
+			c, err := pgx.Connect(ctx, n.url("admin", shaledbproc.AdminPassword, "system"))
 			if err != nil {
 				errs <- err
 				return
@@ -228,20 +207,12 @@ func run(ctx context.Context, binary string, tenants, workers, sample, qps int, 
 	if err != nil {
 		return err
 	}
-	if err := n.stop(); err != nil {
-		return fmt.Errorf("stop: %w", err)
-	}
-	fullDisk, err := diskBytes(dir)
-	if err != nil {
-		return err
-	}
-
 	// Restart; connect to a random sample and query each.
-	n, err = start(ctx, binary, dir)
+	n, fullDisk, err := restart(ctx, n, binary, dir)
 	if err != nil {
 		return err
 	}
-	defer n.cmd.Process.Kill()
+	defer n.Cmd.Process.Kill()
 	idleMem := n.settle()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for s := 0; s < sample; s++ {
@@ -301,7 +272,7 @@ func run(ctx context.Context, binary string, tenants, workers, sample, qps int, 
 // soloCreates creates n more tenants from one connection and returns the
 // sorted latencies.
 func soloCreates(ctx context.Context, nd *node, n int) ([]time.Duration, error) {
-	c, err := pgx.Connect(ctx, nd.url("admin", "bench", "system"))
+	c, err := pgx.Connect(ctx, nd.url("admin", shaledbproc.AdminPassword, "system"))
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +297,7 @@ type rateResult struct {
 // rateCheck offers a tenant with max_qps qps about ten times that rate
 // from 16 connections for 10 s and counts what ran.
 func rateCheck(ctx context.Context, n *node, qps int) (rateResult, error) {
-	sys, err := pgx.Connect(ctx, n.url("admin", "bench", "system"))
+	sys, err := pgx.Connect(ctx, n.url("admin", shaledbproc.AdminPassword, "system"))
 	if err != nil {
 		return rateResult{}, err
 	}

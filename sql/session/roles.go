@@ -317,8 +317,9 @@ func (s *Session) grant(ctx context.Context, st *pg.GrantStmt, w ResultWriter) e
 		return pgerror.Unsupported(tag + " … DEFAULT PRIVILEGES")
 	}
 	for _, t := range tables {
-		if err := s.mustOwnFor(t, tag); err != nil {
-			return err
+		if !t.OwnedBy(s.role) {
+			// PostgreSQL's answer to a grantor without any privilege.
+			return pgerror.New(pgerror.CodeInsufficientPrivilege, "permission denied for table %s", t.Name)
 		}
 		changed := *t
 		changed.Grants = make(map[string]catalog.Privileges, len(t.Grants)+len(grantees))
@@ -340,12 +341,4 @@ func (s *Session) grant(ctx context.Context, st *pg.GrantStmt, w ResultWriter) e
 		}
 	}
 	return w.Complete(tag)
-}
-
-// mustOwnFor is mustOwn for GRANT/REVOKE, with PostgreSQL's message.
-func (s *Session) mustOwnFor(t *catalog.Table, _ string) error {
-	if t.OwnedBy(s.role) {
-		return nil
-	}
-	return pgerror.New(pgerror.CodeInsufficientPrivilege, "permission denied for table %s", t.Name)
 }

@@ -126,6 +126,7 @@ type Session struct {
 	database string
 	settings map[string]string
 	stats    statementStats
+	counting countingWriter
 
 	mode     txnMode
 	txn      kvcluster.Txn

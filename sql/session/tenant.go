@@ -64,7 +64,9 @@ func (s *Session) execute(ctx context.Context, stmt *pg.Node, paramTypes []types
 			return err
 		}
 	}
-	cw := &countingWriter{ResultWriter: w}
+	// One countingWriter per session, reused: statements run one at a time.
+	cw := &s.counting
+	*cw = countingWriter{ResultWriter: w}
 	s.stats = statementStats{}
 	err := s.dispatch(ctx, stmt, paramTypes, params, cw, maxRows, portal)
 	written := cw.written()
