@@ -20,6 +20,7 @@ import (
 
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/sql/keys"
+	"github.com/shaledb/shaledb/tenancy/scram"
 )
 
 // tenantEnv is a node with an admin connection to the system tenant.
@@ -329,6 +330,14 @@ func TestRolesAndGrants(t *testing.T) {
 		t.Fatalf("old password: %v", err)
 	}
 	e.connect(e.url("bob", "new-pw", "acme"))
+	// psql's \password sends a SCRAM verifier, not the password.
+	v, err := scram.NewVerifier("hashed-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.exec(bob, "ALTER ROLE bob PASSWORD '"+v+"'")
+	e.connect(e.url("bob", "hashed-pw", "acme"))
+	e.expectCode(bob, "22023", "ALTER ROLE bob PASSWORD 'SCRAM-SHA-256$garbage'")
 	e.expectCode(bob, "42501", "ALTER ROLE bob SUPERUSER")
 	e.exec(acme, "REVOKE ALL ON t FROM bob")
 	e.expectCode(bob, "42501", "SELECT * FROM t")
@@ -614,4 +623,37 @@ func errorsAs(err error, target **pgconn.PgError) bool { return errors.As(err, t
 
 func key32(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+// TestRateLimitIsPerTenant: while one tenant's statements queue behind
+// its rate limit, another tenant's run without waiting.
+func TestRateLimitIsPerTenant(t *testing.T) {
+	e := newTenantEnv(t, Config{MaxRateWait: 5 * time.Second})
+	ctx := context.Background()
+	e.createTenant("noisy")
+	quiet := e.createTenant("quiet")
+	e.exec(e.sys, "SELECT shaledb.set_tenant_limit('noisy', 'max_qps', 20)")
+	e.exec(e.sys, "SELECT shaledb.set_tenant_limit('noisy', 'qps_burst', 1)")
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		c := e.connect(e.url("admin", "pw-noisy", "noisy"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 8; j++ {
+				if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+					t.Errorf("noisy: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	for j := 0; j < 50; j++ {
+		e.exec(quiet, "SELECT 1")
+	}
+	wg.Wait()
+	got := rowsOf(t, e.sys, "SELECT name, throttled > 0, rejected FROM shaledb.tenants WHERE name <> 'system' ORDER BY name")
+	if got != "noisy true 0|quiet false 0" {
+		t.Fatalf("throttled and rejected by tenant: %q", got)
+	}
 }

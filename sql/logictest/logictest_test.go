@@ -13,6 +13,10 @@
 //	query                 both must return the same columns (names and
 //	                      type OIDs) and rows, in order
 //	query rowsort         the same, rows compared as multisets
+//	connect USER [PW]     later blocks run as USER (PW is ShaleDB's
+//	                      password; the oracle trusts), until the next
+//	                      connect; "connect admin" returns to the
+//	                      superuser. Connections are kept and reused.
 //
 // Rows are compared in PostgreSQL's text format, so output formatting
 // (floats, numerics, timestamps) is compared too. A COPY … TO STDOUT block
@@ -78,6 +82,8 @@ func parseFile(path string) ([]block, error) {
 				blocks = append(blocks, *cur)
 				cur = nil
 			}
+		case cur == nil && strings.HasPrefix(trimmed, "connect "):
+			blocks = append(blocks, block{line: n, directive: trimmed})
 		case cur == nil:
 			switch trimmed {
 			case "statement ok", "statement error", "query", "query rowsort":
@@ -207,7 +213,35 @@ func runFile(t *testing.T, path, name string) {
 	}
 	defer pgc.Close(ctx)
 
+	type pair struct{ shale, pg *pgconn.PgConn }
+	conns := map[string]pair{"admin": {shale, pgc}}
+	cur := conns["admin"]
 	for _, b := range blocks {
+		if f := strings.Fields(b.directive); f[0] == "connect" {
+			p, ok := conns[f[1]]
+			if !ok {
+				pw := ""
+				if len(f) > 2 {
+					pw = f[2]
+				}
+				sc, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/system?sslmode=disable", f[1], pw, node.Addr()))
+				if err != nil {
+					t.Fatalf("%s:%d: connect to ShaleDB as %s: %v", path, b.line, f[1], err)
+				}
+				defer sc.Close(ctx)
+				u := strings.Replace(oracle.URL(db), "postgres://"+oracle.User+"@", "postgres://"+f[1]+"@", 1)
+				pc, err := pgconn.Connect(ctx, u)
+				if err != nil {
+					t.Fatalf("%s:%d: connect to PostgreSQL as %s: %v", path, b.line, f[1], err)
+				}
+				defer pc.Close(ctx)
+				p = pair{sc, pc}
+				conns[f[1]] = p
+			}
+			cur = p
+			continue
+		}
+		shale, pgc := cur.shale, cur.pg
 		want := run(ctx, pgc, b.sql)
 		got := run(ctx, shale, b.sql)
 		where := fmt.Sprintf("%s:%d", path, b.line)
