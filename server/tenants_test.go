@@ -657,3 +657,48 @@ func TestRateLimitIsPerTenant(t *testing.T) {
 		t.Fatalf("throttled and rejected by tenant: %q", got)
 	}
 }
+
+// TestSpansExportedOverOTLP: with OTEL_EXPORTER_OTLP_ENDPOINT set, the
+// node sends its statement spans to that endpoint (here a loopback HTTP
+// server standing in for a collector) over OTLP/HTTP.
+func TestSpansExportedOverOTLP(t *testing.T) {
+	var mu sync.Mutex
+	var bodies [][]byte
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/traces" {
+			mu.Lock()
+			bodies = append(bodies, b)
+			mu.Unlock()
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	e := newTenantEnv(t, Config{})
+	c := e.createTenant("traced")
+	e.exec(c, "CREATE TABLE t (id int PRIMARY KEY)")
+	e.exec(c, "INSERT INTO t VALUES (1)")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c.Close(ctx)
+	e.sys.Close(ctx)
+	if err := e.n.Shutdown(ctx); err != nil { // flushes the span batcher
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	all := bytes.Join(bodies, nil)
+	for _, want := range []string{"shaledb.tenant", "traced", "INSERT", "shaledb.rows_written"} {
+		if !bytes.Contains(all, []byte(want)) {
+			t.Errorf("the exported spans (%d requests, %d bytes) lack %q", len(bodies), len(all), want)
+		}
+	}
+}
