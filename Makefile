@@ -91,6 +91,11 @@ bench-pgbench: build ## pgbench select-only and TPC-B, ShaleDB vs PostgreSQL 15 
 	@mkdir -p $(RESULTS)
 	$(GO) run ./benchmarks/pgbenchcmp --shaledb bin/shaledb --scale 1 --clients 8 --duration 10s --out $(RESULTS)
 
+.PHONY: bench
+bench: build ## the standard shaledb-bench suite (point-read, point-write, mixed, tpcb, noisy) beside PostgreSQL 15; fails over budget; refreshes README's table
+	@mkdir -p $(RESULTS)
+	bin/shaledb-bench --start-shaledb bin/shaledb --scenario suite --compare-postgres --tenants 4 --rows 10000 --clients 8 --duration 10s --out $(RESULTS) --readme README.md
+
 .PHONY: bench-tenants
 bench-tenants: build ## 100,000 tenants on one node: disk and memory per tenant, create_tenant latency, rate-limit accuracy
 	@mkdir -p $(RESULTS)
