@@ -398,6 +398,8 @@ func (b *Builder) expr(n *pg.Node, sc *scope) (expr.Expr, error) {
 		return b.sqlValueFunction(x.SqlvalueFunction)
 	case *pg.Node_CaseExpr:
 		return b.caseExpr(x.CaseExpr, sc)
+	case *pg.Node_MinMaxExpr:
+		return b.minMax(x.MinMaxExpr, sc)
 	case *pg.Node_CoalesceExpr:
 		var args []expr.Expr
 		for _, a := range x.CoalesceExpr.Args {
@@ -533,6 +535,8 @@ func (b *Builder) aexpr(a *pg.A_Expr, sc *scope) (expr.Expr, error) {
 	case pg.A_Expr_Kind_AEXPR_OP:
 	case pg.A_Expr_Kind_AEXPR_NULLIF:
 		return b.funcCall(&pg.FuncCall{Funcname: []*pg.Node{pg.MakeStrNode("nullif")}, Args: []*pg.Node{a.Lexpr, a.Rexpr}, Location: a.Location}, sc)
+	case pg.A_Expr_Kind_AEXPR_LIKE, pg.A_Expr_Kind_AEXPR_ILIKE:
+		return b.likeExpr(a, sc, Names(a.Name)[len(a.Name)-1])
 	case pg.A_Expr_Kind_AEXPR_IN:
 		return b.inList(a, sc, op == "<>")
 	case pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN:
@@ -590,6 +594,8 @@ func (b *Builder) aexpr(a *pg.A_Expr, sc *scope) (expr.Expr, error) {
 		return nil, err
 	}
 	switch op {
+	case "->", "->>", "@>", "<@":
+		return b.jsonbOp(op, l, r, a.Location)
 	case "=", "<>", "!=", "<", "<=", ">", ">=":
 		l, r, _, err := b.unify(l, r, op, a.Location)
 		if err != nil {

@@ -128,6 +128,9 @@ func (b *Builder) funcCall(f *pg.FuncCall, sc *scope) (expr.Expr, error) {
 	if sig, ok := adminFuncs[name]; ok {
 		return b.adminCall(name, sig, args, f.Location)
 	}
+	if e, err := b.libFunc(name, args, f.Location); e != nil || err != nil {
+		return e, err
+	}
 	switch name {
 	case "version":
 		if err := arity(0); err != nil {

@@ -350,6 +350,11 @@ func columnName(n *pg.Node) string {
 		return "case"
 	case *pg.Node_CoalesceExpr:
 		return "coalesce"
+	case *pg.Node_MinMaxExpr:
+		if x.MinMaxExpr.Op == pg.MinMaxOp_IS_LEAST {
+			return "least"
+		}
+		return "greatest"
 	case *pg.Node_SqlvalueFunction:
 		return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(x.SqlvalueFunction.Op.String(), "SVFOP_"), "_N"))
 	case *pg.Node_AExpr:
