@@ -191,4 +191,3 @@ func jsonScalarEqual(a, b any) bool {
 	}
 	return false
 }
-
