@@ -57,6 +57,9 @@ func runAggregate(rt *Runtime, p *planner.Aggregate, emit Emit) error {
 		k := groupKey(key)
 		g := groups[k]
 		if g == nil {
+			if err := rt.hold(key, int64(len(k))+int64(len(p.Aggs))*48); err != nil {
+				return err
+			}
 			g = newGroup(key)
 			groups[k] = g
 		}

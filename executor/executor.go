@@ -34,6 +34,10 @@ type Runtime struct {
 	Env expr.Env
 	// RowsRead counts the rows scans read (before filtering).
 	RowsRead int64
+	// MemLimit bounds the memory of the rows the statement holds at once
+	// (sorts, groups, DISTINCT, set operations); 0 is DefaultQueryMemory.
+	MemLimit int64
+	memUsed  int64
 }
 
 // Emit receives one output row; the slice is the callee's to keep.
@@ -140,6 +144,10 @@ func run(rt *Runtime, p planner.Plan, emit Emit) error {
 		return runLimit(rt, p, emit)
 	case *planner.Aggregate:
 		return runAggregate(rt, p, emit)
+	case *planner.Distinct:
+		return runDistinct(rt, p, emit)
+	case *planner.SetOp:
+		return runSetOp(rt, p, emit)
 	}
 	return pgerror.New(pgerror.CodeInternalError, "executor: unknown plan node %T", p)
 }
@@ -262,6 +270,9 @@ func runSort(rt *Runtime, p *planner.Sort, emit Emit) error {
 				return err
 			}
 			k[i] = v
+		}
+		if err := rt.hold(row, 0); err != nil {
+			return err
 		}
 		rows = append(rows, row)
 		keyVals = append(keyVals, k)

@@ -22,6 +22,9 @@ type Builder struct {
 	// Params holds the parameter types: those given by the client, then
 	// those inferred while planning ($n unknown until context decides).
 	Params []types.T
+
+	// ctes are the WITH queries in scope, by name.
+	ctes map[string]*pg.CommonTableExpr
 }
 
 // scope is the columns an expression may name.

@@ -189,6 +189,25 @@ type Delete struct {
 
 func (d *Delete) Columns() []Column { return d.RetCols }
 
+// Distinct passes each distinct input row once (SELECT DISTINCT). Rows
+// are equal when every column is equal, NULLs equal to NULLs.
+type Distinct struct {
+	Input Plan
+}
+
+func (d *Distinct) Columns() []Column { return d.Input.Columns() }
+
+// SetOp combines two inputs of the same shape: UNION, INTERSECT or
+// EXCEPT, with ALL keeping duplicates (by count, as PostgreSQL does).
+type SetOp struct {
+	Op   string // UNION, INTERSECT, EXCEPT
+	All  bool
+	L, R Plan
+	Cols []Column
+}
+
+func (s *SetOp) Columns() []Column { return s.Cols }
+
 // CommandTag is the tag a plan's CommandComplete carries, given the row
 // count.
 func CommandTag(p Plan) string {

@@ -15,15 +15,22 @@ import (
 
 // Select plans a SELECT (or a bare VALUES list).
 func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
+	if s.WithClause != nil {
+		restore, err := b.with(s.WithClause)
+		if err != nil {
+			return nil, err
+		}
+		defer restore()
+	}
+	if s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+		return b.setOp(s)
+	}
+	distinct := len(s.DistinctClause) > 0
 	switch {
-	case s.WithClause != nil:
-		return nil, pgerror.Unsupported("WITH")
-	case s.Op != pg.SetOperation_SETOP_NONE && s.Op != pg.SetOperation_SET_OPERATION_UNDEFINED:
-		return nil, pgerror.Unsupported(strings.ToUpper(strings.TrimPrefix(s.Op.String(), "SETOP_")))
 	case s.IntoClause != nil:
 		return nil, pgerror.Unsupported("SELECT INTO")
-	case len(s.DistinctClause) > 0:
-		return nil, pgerror.Unsupported("SELECT DISTINCT")
+	case distinct && (len(s.DistinctClause) > 1 || s.DistinctClause[0] != nil && s.DistinctClause[0].Node != nil):
+		return nil, pgerror.Unsupported("SELECT DISTINCT ON")
 	case len(s.WindowClause) > 0:
 		return nil, pgerror.Unsupported("WINDOW")
 	case len(s.LockingClause) > 0:
@@ -39,7 +46,24 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	var input Plan
 	sc := &scope{}
 	var table *catalog.Table
-	if len(s.FromClause) == 1 {
+	haveFrom := len(s.FromClause) == 1
+	if sub, name, err := b.subqueryFrom(s.FromClause); err != nil {
+		return nil, err
+	} else if sub != nil {
+		// A subquery or WITH query in FROM: its rows are the input.
+		sc = &scope{cols: sub.Columns(), table: name}
+		input = sub
+		if s.WhereClause != nil {
+			if hasAggregate(s.WhereClause) {
+				return nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in WHERE")
+			}
+			cond, err := b.boolean(s.WhereClause, sc, "argument of WHERE")
+			if err != nil {
+				return nil, err
+			}
+			input = &Filter{Input: input, Cond: cond}
+		}
+	} else if len(s.FromClause) == 1 {
 		rv := s.FromClause[0].GetRangeVar()
 		if rv == nil {
 			if s.FromClause[0].GetJoinExpr() != nil {
@@ -112,14 +136,14 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	for _, tn := range s.TargetList {
 		rt := tn.GetResTarget()
 		if cr := rt.Val.GetColumnRef(); cr != nil && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
-			if table == nil {
+			if !haveFrom {
 				return nil, posErr(pgerror.New(pgerror.CodeSyntaxError, "SELECT * with no tables specified is not valid"), rt.Location)
 			}
 			if aggregating {
-				return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "column %q must appear in the GROUP BY clause or be used in an aggregate function", table.Columns[0].Name), rt.Location)
+				return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "column %q must appear in the GROUP BY clause or be used in an aggregate function", sc.cols[0].Name), rt.Location)
 			}
-			for i, c := range table.Columns {
-				if !c.Hidden {
+			for i, c := range sc.cols {
+				if table == nil || !table.Columns[i].Hidden {
 					exprs = append(exprs, &expr.Col{Idx: i, T: c.Type, Name: c.Name})
 					cols = append(cols, Column{Name: c.Name, Type: c.Type})
 				}
@@ -221,6 +245,12 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 		}
 	}
 	plan = &Project{Input: plan, Exprs: exprs, Cols: cols}
+	if distinct {
+		if len(exprs) > visible {
+			return nil, pgerror.New(pgerror.CodeInvalidColumnReference, "for SELECT DISTINCT, ORDER BY expressions must appear in select list")
+		}
+		plan = &Distinct{Input: plan}
+	}
 	if len(keys) > 0 {
 		plan = &Sort{Input: plan, Keys: keys}
 	}

@@ -702,3 +702,40 @@ func TestSpansExportedOverOTLP(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryMemoryLimit: a sort, group or DISTINCT over the statement's
+// memory limit fails with 53200; the session goes on, and the limit can
+// be raised.
+func TestQueryMemoryLimit(t *testing.T) {
+	e := newTenantEnv(t, Config{})
+	c := e.createTenant("mem")
+	e.exec(c, "CREATE TABLE t (id int PRIMARY KEY, pad text)")
+	for i := 0; i < 20; i++ {
+		var sb strings.Builder
+		sb.WriteString("INSERT INTO t VALUES ")
+		for j := 0; j < 500; j++ {
+			if j > 0 {
+				sb.WriteString(",")
+			}
+			fmt.Fprintf(&sb, "(%d, '%s')", i*500+j, strings.Repeat("p", 200))
+		}
+		e.exec(c, sb.String())
+	}
+	e.expectCode(c, "22023", "SET shaledb.query_memory_limit = 'lots'")
+	e.exec(c, "SET shaledb.query_memory_limit = '1MB'")
+	for _, q := range []string{
+		"SELECT * FROM t ORDER BY pad, id DESC",
+		"SELECT DISTINCT pad || id FROM t",
+		"SELECT s.k, count(*) FROM (SELECT pad || id AS k FROM t) s GROUP BY s.k",
+		"SELECT pad || id FROM t UNION SELECT 'x'",
+	} {
+		e.expectCode(c, "53200", q)
+	}
+	if got := rowsOf(t, c, "SELECT count(*) FROM t"); got != "10000" {
+		t.Fatalf("after 53200: %s", got)
+	}
+	e.exec(c, "RESET shaledb.query_memory_limit")
+	if got := rowsOf(t, c, "SELECT count(*) FROM (SELECT DISTINCT pad || id FROM t) s"); got != "10000" {
+		t.Fatalf("with the default limit: %s", got)
+	}
+}

@@ -70,6 +70,8 @@ const (
 	CodeInvalidGrantOperation           = "0LP01"
 	CodeNullValueNotAllowed             = "22004"
 	CodeSubstringError                  = "22011"
+	CodeDuplicateAlias                  = "42712"
+	CodeOutOfMemory                     = "53200"
 	CodeInvalidArgumentForPowerFunction = "2201F"
 	CodeInvalidEscapeSequence           = "22025"
 	CodeInvalidName                     = "42602"

@@ -61,7 +61,7 @@ func columnsOf(p planner.Plan) []Column {
 
 func (s *Session) runtime(ctx context.Context, params []value.Value) *executor.Runtime {
 	return &executor.Runtime{
-		Ctx: ctx, Txn: s.txn, Codec: s.codec,
+		Ctx: ctx, Txn: s.txn, Codec: s.codec, MemLimit: s.queryMemory(),
 		Env: expr.Env{
 			Params:  params,
 			Now:     s.txnStart,

@@ -153,6 +153,10 @@ func (e *Engine) New(tenant keys.TenantID, database string, role *catalog.Role, 
 		}
 	}
 	s.settings["session_authorization"] = user
+	s.settings["is_superuser"] = "off"
+	if role.Superuser {
+		s.settings["is_superuser"] = "on"
+	}
 	s.settings["shaledb.database"] = database
 	return s
 }

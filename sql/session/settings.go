@@ -1,6 +1,7 @@
 package session
 
 import (
+	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -39,7 +40,35 @@ func defaultSettings() map[string]string {
 		"synchronous_commit":                  "on",
 		"session_authorization":               "",
 		"shaledb.database":                    "",
+		"shaledb.query_memory_limit":          "256MB",
 	}
+}
+
+// parseMemory reads a memory setting as PostgreSQL writes them: a number
+// with kB, MB or GB (a bare number is kB).
+func parseMemory(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	mult := int64(1 << 10)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"kB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 64 && mult == 1<<10 || n <= 0 || n > (1<<50)/mult {
+		return 0, false
+	}
+	return n * mult, true
+}
+
+// queryMemory is the session's per-statement memory limit in bytes.
+func (s *Session) queryMemory() int64 {
+	n, _ := parseMemory(s.settings["shaledb.query_memory_limit"])
+	return n
 }
 
 // reported are the settings whose changes the client is told of with
@@ -173,6 +202,12 @@ func (s *Session) set(st *pg.VariableSetStmt, w ResultWriter) error {
 		}
 		if name == "timezone" {
 			v = "UTC"
+		}
+	}
+	if name == "shaledb.query_memory_limit" {
+		if _, ok := parseMemory(v); !ok {
+			return pgerror.New(pgerror.CodeInvalidParameterValue, "invalid value for parameter %q: %q", name, v).
+				WithHint("Valid units for this parameter are \"kB\", \"MB\" and \"GB\"; the least is 64kB.")
 		}
 	}
 	if st.IsLocal {

@@ -229,8 +229,19 @@ func (s *Session) checkPrivileges(p planner.Plan) error {
 			return walk(p.Input)
 		case *planner.Aggregate:
 			return walk(p.Input)
+		case *planner.Distinct:
+			return walk(p.Input)
+		case *planner.SetOp:
+			if err := walk(p.L); err != nil {
+				return err
+			}
+			return walk(p.R)
+		case *planner.Values, *planner.RowSource:
+			return nil
 		}
-		return nil
+		// A plan node this walk does not know could read a table: refuse
+		// rather than skip its privilege check.
+		return pgerror.New(pgerror.CodeInternalError, "privilege check: unknown plan node %T", p)
 	}
 	return walk(p)
 }

@@ -1,0 +1,184 @@
+package planner
+
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/shaledb/shaledb/sql/expr"
+	"github.com/shaledb/shaledb/sql/pgerror"
+)
+
+// with brings a WITH clause's queries into scope for the statement; the
+// returned function restores the outer scope. WITH queries are planned
+// where they are used (a WITH query used twice runs twice, which for the
+// read-only queries allowed here gives the same rows).
+func (b *Builder) with(wc *pg.WithClause) (func(), error) {
+	if wc.Recursive {
+		return nil, pgerror.Unsupported("WITH RECURSIVE")
+	}
+	outer := b.ctes
+	inner := make(map[string]*pg.CommonTableExpr, len(outer)+len(wc.Ctes))
+	for k, v := range outer {
+		inner[k] = v
+	}
+	seen := map[string]bool{}
+	for _, n := range wc.Ctes {
+		cte := n.GetCommonTableExpr()
+		if seen[cte.Ctename] {
+			return nil, posErr(pgerror.New(pgerror.CodeDuplicateAlias, "WITH query name %q specified more than once", cte.Ctename), cte.Location)
+		}
+		seen[cte.Ctename] = true
+		if cte.Ctequery.GetSelectStmt() == nil {
+			return nil, posErr(pgerror.Unsupported("data-modifying statements in WITH"), cte.Location)
+		}
+		inner[cte.Ctename] = cte
+	}
+	b.ctes = inner
+	return func() { b.ctes = outer }, nil
+}
+
+// subqueryFrom plans a FROM list that is one subquery or one WITH query,
+// returning its plan and the name its columns are qualified by; nil when
+// the FROM list is something else.
+func (b *Builder) subqueryFrom(from []*pg.Node) (Plan, string, error) {
+	if len(from) != 1 {
+		return nil, "", nil
+	}
+	var sel *pg.SelectStmt
+	var name string
+	var colnames []*pg.Node
+	var loc int32
+	switch x := from[0].Node.(type) {
+	case *pg.Node_RangeSubselect:
+		rs := x.RangeSubselect
+		if rs.Lateral {
+			return nil, "", pgerror.Unsupported("LATERAL")
+		}
+		if rs.Alias == nil {
+			return nil, "", pgerror.New(pgerror.CodeSyntaxError, "subquery in FROM must have an alias")
+		}
+		sel, name, colnames = rs.Subquery.GetSelectStmt(), rs.Alias.Aliasname, rs.Alias.Colnames
+	case *pg.Node_RangeVar:
+		rv := x.RangeVar
+		cte, ok := b.ctes[rv.Relname]
+		if !ok || rv.Schemaname != "" {
+			return nil, "", nil
+		}
+		sel, name, colnames, loc = cte.Ctequery.GetSelectStmt(), rv.Relname, cte.Aliascolnames, rv.Location
+		if rv.Alias != nil {
+			name = rv.Alias.Aliasname
+			if len(rv.Alias.Colnames) > 0 {
+				colnames = rv.Alias.Colnames
+			}
+		}
+	default:
+		return nil, "", nil
+	}
+	if sel == nil {
+		return nil, "", posErr(pgerror.Unsupported("this subquery in FROM"), loc)
+	}
+	p, err := b.Select(sel)
+	if err != nil {
+		return nil, "", err
+	}
+	cols := p.Columns()
+	if len(colnames) > len(cols) {
+		return nil, "", pgerror.New(pgerror.CodeInvalidColumnReference, "table %q has %d columns available but %d columns specified", name, len(cols), len(colnames))
+	}
+	if len(colnames) > 0 {
+		pr := &Project{Input: p}
+		for i, c := range cols {
+			if i < len(colnames) {
+				c.Name = strNode(colnames[i])
+			}
+			pr.Exprs = append(pr.Exprs, &expr.Col{Idx: i, T: c.Type, Name: c.Name})
+			pr.Cols = append(pr.Cols, c)
+		}
+		p = pr
+	}
+	return p, name, nil
+}
+
+// setOp plans UNION, INTERSECT and EXCEPT, with their ORDER BY (by output
+// column name or position) and LIMIT.
+func (b *Builder) setOp(s *pg.SelectStmt) (Plan, error) {
+	op := strings.TrimPrefix(s.Op.String(), "SETOP_")
+	l, err := b.Select(s.Larg)
+	if err != nil {
+		return nil, err
+	}
+	r, err := b.Select(s.Rarg)
+	if err != nil {
+		return nil, err
+	}
+	lc, rc := l.Columns(), r.Columns()
+	if len(lc) != len(rc) {
+		return nil, pgerror.New(pgerror.CodeSyntaxError, "each %s query must have the same number of columns", op)
+	}
+	lp, rp := &Project{Input: l}, &Project{Input: r}
+	out := &SetOp{Op: op, All: s.All, L: lp, R: rp}
+	for i := range lc {
+		pair, t, err := b.commonType([]expr.Expr{&expr.Col{Idx: i, T: lc[i].Type}, &expr.Col{Idx: i, T: rc[i].Type}}, op, 0)
+		if err != nil {
+			return nil, err
+		}
+		lp.Exprs, rp.Exprs = append(lp.Exprs, pair[0]), append(rp.Exprs, pair[1])
+		c := Column{Name: lc[i].Name, Type: t}
+		lp.Cols, rp.Cols = append(lp.Cols, c), append(rp.Cols, Column{Name: rc[i].Name, Type: t})
+		out.Cols = append(out.Cols, c)
+	}
+	var plan Plan = out
+	var keys []SortKey
+	for _, o := range s.SortClause {
+		sb := o.GetSortBy()
+		idx := -1
+		if c := sb.Node.GetAConst(); c != nil && c.GetIval() != nil {
+			n := int(c.GetIval().Ival)
+			if n < 1 || n > len(out.Cols) {
+				return nil, posErr(pgerror.New(pgerror.CodeInvalidColumnReference, "ORDER BY position %d is not in select list", n), c.Location)
+			}
+			idx = n - 1
+		} else if cr := sb.Node.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetString_() != nil {
+			name := strNode(cr.Fields[0])
+			for i, c := range out.Cols {
+				if c.Name == name {
+					idx = i
+					break
+				}
+			}
+			if idx < 0 {
+				return nil, posErr(pgerror.New(pgerror.CodeUndefinedColumn, "column %q does not exist", name), cr.Location)
+			}
+		} else {
+			return nil, pgerror.Unsupported("ORDER BY on an expression of a " + op + " result")
+		}
+		desc := sb.SortbyDir == pg.SortByDir_SORTBY_DESC
+		nullsFirst := desc
+		switch sb.SortbyNulls {
+		case pg.SortByNulls_SORTBY_NULLS_FIRST:
+			nullsFirst = true
+		case pg.SortByNulls_SORTBY_NULLS_LAST:
+			nullsFirst = false
+		}
+		keys = append(keys, SortKey{E: &expr.Col{Idx: idx, T: out.Cols[idx].Type}, Desc: desc, NullsFirst: nullsFirst})
+	}
+	if len(keys) > 0 {
+		plan = &Sort{Input: plan, Keys: keys}
+	}
+	if s.LimitCount != nil || s.LimitOffset != nil {
+		lim := &Limit{Input: plan}
+		if s.LimitCount != nil {
+			if lim.Count, err = b.limitExpr(s.LimitCount, "LIMIT"); err != nil {
+				return nil, err
+			}
+		}
+		if s.LimitOffset != nil {
+			if lim.Offset, err = b.limitExpr(s.LimitOffset, "OFFSET"); err != nil {
+				return nil, err
+			}
+		}
+		plan = lim
+	}
+	return plan, nil
+}
