@@ -21,6 +21,8 @@ type accumulator struct {
 	fsum  float64
 	best  value.Value // min/max
 	seen  map[string]bool
+	b     bool   // bool_and/bool_or
+	text  []byte // string_agg
 }
 
 type group struct {
@@ -122,6 +124,25 @@ func accumulate(rt *Runtime, a *planner.AggFunc, acc *accumulator, row []value.V
 	}
 	acc.count++
 	switch a.Name {
+	case "bool_and", "every":
+		acc.b = (acc.count == 1 || acc.b) && bool(v.(value.Bool))
+	case "bool_or":
+		acc.b = acc.b || bool(v.(value.Bool))
+	case "string_agg":
+		if acc.count > 1 {
+			d, err := rt.eval(a.Arg2, row)
+			if err != nil {
+				return err
+			}
+			if d.Kind() != value.KindNull {
+				acc.text = append(acc.text, d.(value.Text)...)
+			}
+		}
+		s := v.(value.Text)
+		if err := rt.hold(nil, int64(len(s))); err != nil {
+			return err
+		}
+		acc.text = append(acc.text, s...)
 	case "sum", "avg":
 		switch v := v.(type) {
 		case value.Int:
@@ -173,6 +194,15 @@ func finish(a *planner.AggFunc, acc *accumulator) (value.Value, error) {
 			return value.Null{}, nil
 		}
 		return acc.best, nil
+	}
+	if acc.count == 0 {
+		return value.Null{}, nil
+	}
+	switch a.Name {
+	case "bool_and", "bool_or", "every":
+		return value.Bool(acc.b), nil
+	case "string_agg":
+		return value.Text(acc.text), nil
 	}
 	if acc.count == 0 {
 		return value.Null{}, nil

@@ -21,7 +21,8 @@ const ServerVersion = "15.0"
 // VersionString is version()'s answer.
 const VersionString = "PostgreSQL 15.0 (ShaleDB) on x86_64-pc-linux-gnu, compiled by Go, 64-bit"
 
-var aggregates = map[string]bool{"count": true, "sum": true, "avg": true, "min": true, "max": true}
+var aggregates = map[string]bool{"count": true, "sum": true, "avg": true, "min": true, "max": true,
+	"bool_and": true, "bool_or": true, "every": true, "string_agg": true}
 
 func funcName(f *pg.FuncCall) string {
 	ns := Names(f.Funcname)
@@ -287,7 +288,7 @@ func (b *Builder) aggregate(name string, f *pg.FuncCall, sc *scope) (expr.Expr, 
 			return nil, posErr(pgerror.New(pgerror.CodeSyntaxError, "%s(*) is not allowed", name), f.Location)
 		}
 		a.T = types.Int8
-	case len(f.Args) != 1:
+	case len(f.Args) != 1 && !(name == "string_agg" && len(f.Args) == 2):
 		return nil, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function %s with %d arguments does not exist", name, len(f.Args)), f.Location)
 	default:
 		inner := &scope{cols: sc.agg.input.cols, table: sc.agg.input.table}
@@ -299,7 +300,11 @@ func (b *Builder) aggregate(name string, f *pg.FuncCall, sc *scope) (expr.Expr, 
 			return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "aggregate function calls cannot be nested"), f.Location)
 		}
 		if isUnknown(arg) {
-			if arg, err = b.coerce(arg, types.Text, "argument"); err != nil {
+			want := types.Text
+			if name == "bool_and" || name == "bool_or" || name == "every" {
+				want = types.Bool
+			}
+			if arg, err = b.coerce(arg, want, "argument"); err != nil {
 				return nil, err
 			}
 		}
@@ -334,6 +339,23 @@ func (b *Builder) aggregate(name string, f *pg.FuncCall, sc *scope) (expr.Expr, 
 				return nil, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function %s(%s) does not exist", name, at), f.Location)
 			}
 			a.T = at
+		case "bool_and", "bool_or", "every":
+			if at.Kind != value.KindBool {
+				return nil, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function %s(%s) does not exist", name, at), f.Location)
+			}
+			a.T = types.Bool
+		case "string_agg":
+			d, err := b.expr(f.Args[1], inner)
+			if err == nil && isUnknown(d) {
+				d, err = b.coerce(d, types.Text, "argument")
+			}
+			if err != nil {
+				return nil, err
+			}
+			if at.Kind != value.KindText || d.Type().Kind != value.KindText {
+				return nil, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function string_agg(%s, %s) does not exist", at, d.Type()), f.Location)
+			}
+			a.Arg2, a.T = d, types.Text
 		}
 	}
 	sc.agg.aggs = append(sc.agg.aggs, a)

@@ -135,8 +135,10 @@ func (l *Limit) Columns() []Column { return l.Input.Columns() }
 
 // AggFunc is one aggregate over the input.
 type AggFunc struct {
-	Name     string // count, sum, avg, min, max
-	Arg      expr.Expr
+	Name string // count, sum, avg, min, max, bool_and, bool_or, string_agg
+	Arg  expr.Expr
+	// Arg2 is string_agg's delimiter, evaluated per row.
+	Arg2     expr.Expr
 	Star     bool // count(*)
 	Distinct bool
 	T        types.T
