@@ -40,7 +40,10 @@ type scope struct {
 
 type aggScope struct {
 	input    *scope
-	groupCol []int // input column index of each group key
+	groupCol []int // input column index of each group key; -1 for an expression
+	// groupExpr is nodeKey of each GROUP BY expression ("" for a column):
+	// the same expression in the select list is that group key.
+	groupExpr []string
 	aggs     []AggFunc
 }
 
@@ -314,6 +317,20 @@ func typeName(tn *pg.TypeName) (types.T, error) {
 
 // expr builds a typed expression.
 func (b *Builder) expr(n *pg.Node, sc *scope) (expr.Expr, error) {
+	if sc != nil && sc.agg != nil && len(sc.agg.groupExpr) > 0 {
+		if _, isCol := n.Node.(*pg.Node_ColumnRef); !isCol {
+			k := nodeKey(n)
+			for gi, gk := range sc.agg.groupExpr {
+				if gk != "" && gk == k {
+					inner, err := b.expr(n, sc.agg.input)
+					if err != nil {
+						return nil, err
+					}
+					return &expr.Col{Idx: gi, T: inner.Type(), Name: columnName(n)}, nil
+				}
+			}
+		}
+	}
 	switch x := n.Node.(type) {
 	case *pg.Node_AConst:
 		return constant(x.AConst)

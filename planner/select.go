@@ -115,19 +115,23 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	var agg *Aggregate
 	if aggregating {
 		as := &aggScope{input: sc}
+		agg = &Aggregate{Input: input}
 		for _, g := range s.GroupClause {
-			idx, err := b.groupColumn(g, sc, s.TargetList)
+			idx, e, node, err := b.groupItem(g, sc, s.TargetList)
 			if err != nil {
 				return nil, err
 			}
 			as.groupCol = append(as.groupCol, idx)
+			if e != nil {
+				as.groupExpr = append(as.groupExpr, nodeKey(node))
+				agg.GroupBy = append(agg.GroupBy, e)
+				continue
+			}
+			as.groupExpr = append(as.groupExpr, "")
+			c := sc.cols[idx]
+			agg.GroupBy = append(agg.GroupBy, &expr.Col{Idx: idx, T: c.Type, Name: c.Name})
 		}
 		outScope = &scope{table: sc.table, agg: as}
-		agg = &Aggregate{Input: input}
-		for _, gi := range as.groupCol {
-			c := sc.cols[gi]
-			agg.GroupBy = append(agg.GroupBy, &expr.Col{Idx: gi, T: c.Type, Name: c.Name})
-		}
 	}
 
 	// Targets.
@@ -233,8 +237,11 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	if agg != nil {
 		agg.Aggs = outScope.agg.aggs
 		for _, g := range agg.GroupBy {
-			c := g.(*expr.Col)
-			agg.Cols = append(agg.Cols, Column{Name: c.Name, Type: c.T})
+			name := "?column?"
+			if c, ok := g.(*expr.Col); ok {
+				name = c.Name
+			}
+			agg.Cols = append(agg.Cols, Column{Name: name, Type: g.Type()})
 		}
 		for _, a := range agg.Aggs {
 			agg.Cols = append(agg.Cols, Column{Name: a.Name, Type: a.T})
@@ -303,19 +310,41 @@ func (b *Builder) limitExpr(n *pg.Node, what string) (expr.Expr, error) {
 
 // groupColumn resolves one GROUP BY item to an input column: a column
 // name, or a position in the select list naming one.
-func (b *Builder) groupColumn(g *pg.Node, sc *scope, targets []*pg.Node) (int, error) {
+// groupItem resolves one GROUP BY item: an input column (its index), or,
+// for an expression, -1 and the expression over the input. A position or
+// an output column's name stands for that select-list expression.
+func (b *Builder) groupItem(g *pg.Node, sc *scope, targets []*pg.Node) (int, expr.Expr, *pg.Node, error) {
 	if c := g.GetAConst(); c != nil && c.GetIval() != nil {
 		n := int(c.GetIval().Ival)
 		if n < 1 || n > len(targets) {
-			return 0, posErr(pgerror.New(pgerror.CodeInvalidColumnReference, "GROUP BY position %d is not in select list", n), c.Location)
+			return 0, nil, nil, posErr(pgerror.New(pgerror.CodeInvalidColumnReference, "GROUP BY position %d is not in select list", n), c.Location)
 		}
 		g = targets[n-1].GetResTarget().Val
 	}
-	cr := g.GetColumnRef()
-	if cr == nil {
-		return 0, pgerror.Unsupported("GROUP BY expressions other than columns")
+	if cr := g.GetColumnRef(); cr != nil {
+		i, err := sc.resolveColumn(Names(cr.Fields), cr.Location)
+		if err == nil {
+			return i, nil, g, nil
+		}
+		// Not an input column: an output column's name.
+		if len(cr.Fields) == 1 {
+			name := strNode(cr.Fields[0])
+			for _, t := range targets {
+				if rt := t.GetResTarget(); rt.Name == name {
+					return b.groupItem(rt.Val, sc, nil)
+				}
+			}
+		}
+		return 0, nil, nil, err
 	}
-	return sc.resolveColumn(Names(cr.Fields), cr.Location)
+	if hasAggregate(g) {
+		return 0, nil, nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in GROUP BY")
+	}
+	e, err := b.expr(g, sc)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	return -1, e, g, nil
 }
 
 func (b *Builder) values(lists []*pg.Node) (Plan, error) {
