@@ -44,7 +44,7 @@ type aggScope struct {
 	// groupExpr is nodeKey of each GROUP BY expression ("" for a column):
 	// the same expression in the select list is that group key.
 	groupExpr []string
-	aggs     []AggFunc
+	aggs      []AggFunc
 }
 
 func posErr(e *pgerror.Error, loc int32) *pgerror.Error {
