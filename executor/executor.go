@@ -38,6 +38,9 @@ type Runtime struct {
 	// (sorts, groups, DISTINCT, set operations); 0 is DefaultQueryMemory.
 	MemLimit int64
 	memUsed  int64
+	// root is the statement's outermost runtime, for a subquery's.
+	root     *Runtime
+	subCache map[*expr.Subquery]*subqueryRows
 }
 
 // Emit receives one output row; the slice is the callee's to keep.
@@ -52,6 +55,9 @@ const scanPageRows = 256
 // Run runs p, sending its rows to emit, and returns the row count for the
 // command tag (rows returned, or rows written for INSERT/UPDATE/DELETE).
 func Run(rt *Runtime, p planner.Plan, emit Emit) (int64, error) {
+	if rt.Env.Subquery == nil {
+		rt.Env.Subquery = rt.runSubquery
+	}
 	var n int64
 	count := func(row []value.Value) error {
 		n++

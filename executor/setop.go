@@ -1,7 +1,10 @@
 package executor
 
 import (
+	"errors"
+
 	"github.com/shaledb/shaledb/planner"
+	"github.com/shaledb/shaledb/sql/expr"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/value"
 )
@@ -37,6 +40,7 @@ func (rt *Runtime) hold(row []value.Value, extra int64) error {
 	for _, v := range row {
 		n += valueSize(v)
 	}
+	rt = rt.rootRuntime()
 	rt.memUsed += n
 	limit := rt.MemLimit
 	if limit <= 0 {
@@ -133,4 +137,82 @@ func runSetOp(rt *Runtime, p *planner.SetOp, emit Emit) error {
 		}
 		return emit(row)
 	})
+}
+
+// subqueryRows materializes at most limit rows (0: all) of an
+// uncorrelated subquery, once per statement.
+type subqueryRows struct {
+	rows [][]value.Value
+}
+
+// runSubquery is expr.Env's Subquery: it runs s's plan with env's row as
+// the innermost outer row. An uncorrelated subquery runs once per
+// statement (EXISTS keeps one row, a scalar subquery two, ANY/ALL all of
+// them, held against the statement's memory limit).
+func (rt *Runtime) runSubquery(s *expr.Subquery, env *expr.Env, each func([]value.Value) (bool, error)) error {
+	p := s.Plan.(planner.Plan)
+	sub := &Runtime{Ctx: rt.Ctx, Txn: rt.Txn, Codec: rt.Codec, MemLimit: rt.MemLimit, root: rt.rootRuntime()}
+	sub.Env = *env
+	sub.Env.Row = nil
+	sub.Env.Outer = append(env.Outer[:len(env.Outer):len(env.Outer)], env.Row)
+	sub.Env.Subquery = sub.runSubquery
+	defer func() { sub.root.RowsRead += sub.RowsRead }()
+	if s.Correlated {
+		err := run(sub, p, func(row []value.Value) error {
+			more, err := each(row)
+			if err == nil && !more {
+				err = errStop
+			}
+			return err
+		})
+		if errors.Is(err, errStop) {
+			err = nil
+		}
+		return err
+	}
+	root := sub.root
+	cached, ok := root.subCache[s]
+	if !ok {
+		limit := 0
+		switch s.Kind {
+		case expr.Exists:
+			limit = 1
+		case expr.Scalar:
+			limit = 2
+		}
+		cached = &subqueryRows{}
+		err := run(sub, p, func(row []value.Value) error {
+			if err := root.hold(row, 0); err != nil {
+				return err
+			}
+			cached.rows = append(cached.rows, row)
+			if limit > 0 && len(cached.rows) >= limit {
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return err
+		}
+		if root.subCache == nil {
+			root.subCache = map[*expr.Subquery]*subqueryRows{}
+		}
+		root.subCache[s] = cached
+	}
+	for _, row := range cached.rows {
+		more, err := each(row)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// rootRuntime is the statement's outermost runtime, which keeps the
+// memory count and the uncorrelated subqueries' rows.
+func (rt *Runtime) rootRuntime() *Runtime {
+	if rt.root != nil {
+		return rt.root
+	}
+	return rt
 }

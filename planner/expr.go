@@ -25,6 +25,10 @@ type Builder struct {
 
 	// ctes are the WITH queries in scope, by name.
 	ctes map[string]*pg.CommonTableExpr
+	// outer holds the scopes of the queries around the subquery being
+	// planned, innermost last; subq the subqueries themselves.
+	outer []*scope
+	subq  []*expr.Subquery
 }
 
 // scope is the columns an expression may name.
@@ -348,6 +352,9 @@ func (b *Builder) expr(n *pg.Node, sc *scope) (expr.Expr, error) {
 		if sc.agg != nil {
 			in, err := sc.agg.input.resolveColumn(parts, x.ColumnRef.Location)
 			if err != nil {
+				if oc, ok, oerr := b.outerColumn(parts, x.ColumnRef.Location); ok {
+					return oc, oerr
+				}
 				return nil, err
 			}
 			for gi, ic := range sc.agg.groupCol {
@@ -360,6 +367,9 @@ func (b *Builder) expr(n *pg.Node, sc *scope) (expr.Expr, error) {
 		}
 		i, err := sc.resolveColumn(parts, x.ColumnRef.Location)
 		if err != nil {
+			if oc, ok, oerr := b.outerColumn(parts, x.ColumnRef.Location); ok {
+				return oc, oerr
+			}
 			return nil, err
 		}
 		return &expr.Col{Idx: i, T: sc.cols[i].Type, Name: sc.cols[i].Name}, nil
@@ -435,7 +445,7 @@ func (b *Builder) expr(n *pg.Node, sc *scope) (expr.Expr, error) {
 		}
 		return &expr.Coalesce{Args: args, T: t}, nil
 	case *pg.Node_SubLink:
-		return nil, posErr(pgerror.Unsupported("subqueries"), x.SubLink.Location)
+		return b.subLink(x.SubLink, sc)
 	}
 	return nil, pgerror.Unsupported(fmt.Sprintf("expression %T", n.Node))
 }

@@ -409,6 +409,20 @@ func columnName(n *pg.Node) string {
 		return "case"
 	case *pg.Node_CoalesceExpr:
 		return "coalesce"
+	case *pg.Node_SubLink:
+		switch x.SubLink.SubLinkType {
+		case pg.SubLinkType_EXISTS_SUBLINK:
+			return "exists"
+		case pg.SubLinkType_EXPR_SUBLINK:
+			// A scalar subquery is named after its one column.
+			if sel := x.SubLink.Subselect.GetSelectStmt(); sel != nil && len(sel.TargetList) > 0 {
+				if rt := sel.TargetList[0].GetResTarget(); rt.Name != "" {
+					return rt.Name
+				} else {
+					return columnName(rt.Val)
+				}
+			}
+		}
 	case *pg.Node_MinMaxExpr:
 		if x.MinMaxExpr.Op == pg.MinMaxOp_IS_LEAST {
 			return "least"

@@ -34,6 +34,12 @@ type Env struct {
 	// Admin runs a cluster administration function (shaledb.*); the
 	// session decides who may.
 	Admin func(name string, args []value.Value) (value.Value, error)
+	// Outer holds the current rows of the enclosing queries of a
+	// subquery, innermost last (OuterCol reads them).
+	Outer [][]value.Value
+	// Subquery runs s's plan with env's row as the innermost outer row,
+	// calling each for every row until it returns false.
+	Subquery func(s *Subquery, env *Env, each func(row []value.Value) (bool, error)) error
 }
 
 // Expr is a typed expression.

@@ -14,6 +14,7 @@ import (
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/expr"
 	"github.com/shaledb/shaledb/sql/keys"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/types"
@@ -193,11 +194,29 @@ func (s *Session) checkPrivileges(p planner.Plan) error {
 		}
 		return pgerror.New(pgerror.CodeInsufficientPrivilege, "permission denied for table %s", t.Name)
 	}
+	// subplans are the subqueries in a node's own expressions.
+	subplans := func(p planner.Plan) []planner.Plan {
+		var out []planner.Plan
+		for _, e := range planner.Expressions(p) {
+			expr.Subqueries(e, func(s *expr.Subquery) { out = append(out, s.Plan.(planner.Plan)) })
+		}
+		return out
+	}
 	var walk func(p planner.Plan) error
+	walkAll := func(ps []planner.Plan) error {
+		for _, c := range ps {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	walk = func(p planner.Plan) error {
 		switch p := p.(type) {
 		case *planner.Scan:
-			return need(p.Table, catalog.PrivSelect)
+			if err := need(p.Table, catalog.PrivSelect); err != nil {
+				return err
+			}
 		case *planner.Insert:
 			priv := catalog.PrivInsert
 			if p.Returning != nil {
@@ -206,42 +225,34 @@ func (s *Session) checkPrivileges(p planner.Plan) error {
 			if err := need(p.Table, priv); err != nil {
 				return err
 			}
-			return walk(p.Source)
-		case *planner.Update:
-			priv := catalog.PrivUpdate
-			if p.Scan.Filter != nil || p.Returning != nil {
-				priv |= catalog.PrivSelect
-			}
-			return need(p.Table, priv)
-		case *planner.Delete:
+		case *planner.Update, *planner.Delete:
+			// The target's own scan needs SELECT only when the statement
+			// reads its rows (WHERE, RETURNING); its subqueries always.
+			var t *catalog.Table
+			var scan *planner.Scan
 			priv := catalog.PrivDelete
-			if p.Scan.Filter != nil || p.Returning != nil {
+			reads := false
+			if u, ok := p.(*planner.Update); ok {
+				t, scan, priv, reads = u.Table, u.Scan, catalog.PrivUpdate, u.Returning != nil
+			} else {
+				d := p.(*planner.Delete)
+				t, scan, reads = d.Table, d.Scan, d.Returning != nil
+			}
+			if scan.Filter != nil || reads {
 				priv |= catalog.PrivSelect
 			}
-			return need(p.Table, priv)
-		case *planner.Filter:
-			return walk(p.Input)
-		case *planner.Project:
-			return walk(p.Input)
-		case *planner.Sort:
-			return walk(p.Input)
-		case *planner.Limit:
-			return walk(p.Input)
-		case *planner.Aggregate:
-			return walk(p.Input)
-		case *planner.Distinct:
-			return walk(p.Input)
-		case *planner.SetOp:
-			if err := walk(p.L); err != nil {
+			if err := need(t, priv); err != nil {
 				return err
 			}
-			return walk(p.R)
-		case *planner.Values, *planner.RowSource:
-			return nil
+			return walkAll(append(subplans(scan), subplans(p)...))
+		case *planner.Filter, *planner.Project, *planner.Sort, *planner.Limit, *planner.Aggregate,
+			*planner.Distinct, *planner.SetOp, *planner.Values, *planner.RowSource:
+		default:
+			// A plan node this walk does not know could read a table:
+			// refuse rather than skip its privilege check.
+			return pgerror.New(pgerror.CodeInternalError, "privilege check: unknown plan node %T", p)
 		}
-		// A plan node this walk does not know could read a table: refuse
-		// rather than skip its privilege check.
-		return pgerror.New(pgerror.CodeInternalError, "privilege check: unknown plan node %T", p)
+		return walkAll(planner.Inputs(p))
 	}
 	return walk(p)
 }

@@ -1,0 +1,185 @@
+package expr
+
+import (
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/types"
+	"github.com/shaledb/shaledb/sql/value"
+)
+
+// SubqueryKind is how a subquery's rows become a value.
+type SubqueryKind int
+
+// The subquery kinds.
+const (
+	// Exists is true when the subquery returns a row.
+	Exists SubqueryKind = iota
+	// Scalar is the single value of the subquery's single row (NULL for
+	// none; more than one row is 21000).
+	Scalar
+	// Any is LHS Op ANY (subquery), which IN is with =.
+	Any
+	// All is LHS Op ALL (subquery).
+	All
+)
+
+// Subquery is a subquery used as an expression. Plan is the planner's
+// plan (opaque here); Env.Subquery runs it. A correlated subquery reads
+// the enclosing rows through OuterCol and runs again for each of them;
+// an uncorrelated one may be run once per statement.
+type Subquery struct {
+	Kind       SubqueryKind
+	Plan       any
+	Correlated bool
+	// LHS and Op are Any's and All's left side and comparison; the
+	// subquery's one column has LHS's type.
+	LHS Expr
+	Op  string
+	T   types.T
+}
+
+func (s *Subquery) Type() types.T { return s.T }
+
+// Eval runs the subquery (through env.Subquery) and folds its rows.
+func (s *Subquery) Eval(env *Env) (value.Value, error) {
+	if env.Subquery == nil {
+		return nil, pgerror.New(pgerror.CodeInternalError, "subquery evaluated without a runtime")
+	}
+	var lhs value.Value
+	if s.Kind == Any || s.Kind == All {
+		v, err := s.LHS.Eval(env)
+		if err != nil {
+			return nil, err
+		}
+		lhs = v
+	}
+	var out value.Value
+	sawNull := false
+	rows := 0
+	err := env.Subquery(s, env, func(row []value.Value) (bool, error) {
+		rows++
+		switch s.Kind {
+		case Exists:
+			out = value.Bool(true)
+			return false, nil
+		case Scalar:
+			if rows > 1 {
+				return false, pgerror.New(pgerror.CodeCardinalityViolation, "more than one row returned by a subquery used as an expression")
+			}
+			out = row[0]
+			return true, nil
+		}
+		if lhs.Kind() == value.KindNull || row[0].Kind() == value.KindNull {
+			sawNull = true
+			return true, nil
+		}
+		match := compareOp(s.Op, value.Compare(lhs, row[0]))
+		if s.Kind == Any && match {
+			out = value.Bool(true)
+			return false, nil
+		}
+		if s.Kind == All && !match {
+			out = value.Bool(false)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out != nil {
+		return out, nil
+	}
+	switch s.Kind {
+	case Exists:
+		return value.Bool(false), nil
+	case Scalar:
+		return value.Null{}, nil
+	}
+	// No row decided it: with a NULL comparison the answer is unknown.
+	if sawNull {
+		return value.Null{}, nil
+	}
+	return value.Bool(s.Kind == All), nil
+}
+
+func compareOp(op string, c int) bool {
+	switch op {
+	case "=":
+		return c == 0
+	case "<>", "!=":
+		return c != 0
+	case "<":
+		return c < 0
+	case "<=":
+		return c <= 0
+	case ">":
+		return c > 0
+	case ">=":
+		return c >= 0
+	}
+	return false
+}
+
+// OuterCol reads a column of an enclosing query's current row: Depth 1 is
+// the query immediately around the subquery.
+type OuterCol struct {
+	Depth, Idx int
+	T          types.T
+}
+
+func (o *OuterCol) Type() types.T { return o.T }
+func (o *OuterCol) Eval(env *Env) (value.Value, error) {
+	i := len(env.Outer) - o.Depth
+	if i < 0 || o.Idx >= len(env.Outer[i]) {
+		return nil, pgerror.New(pgerror.CodeInternalError, "outer column %d at depth %d out of range", o.Idx, o.Depth)
+	}
+	return env.Outer[i][o.Idx], nil
+}
+
+// Children returns the direct sub-expressions of e.
+func Children(e Expr) []Expr {
+	switch x := e.(type) {
+	case *Binary:
+		return []Expr{x.L, x.R}
+	case *Neg:
+		return []Expr{x.E}
+	case *Cast:
+		return []Expr{x.E}
+	case *Not:
+		return []Expr{x.E}
+	case *AndOr:
+		return []Expr{x.L, x.R}
+	case *IsNull:
+		return []Expr{x.E}
+	case *Compare:
+		return []Expr{x.L, x.R}
+	case *Func:
+		return x.Args
+	case *Case:
+		out := append(append([]Expr(nil), x.Whens...), x.Thens...)
+		if x.Else != nil {
+			out = append(out, x.Else)
+		}
+		return out
+	case *Coalesce:
+		return x.Args
+	case *Subquery:
+		if x.LHS != nil {
+			return []Expr{x.LHS}
+		}
+	}
+	return nil
+}
+
+// Subqueries calls fn for every Subquery in e, outermost first.
+func Subqueries(e Expr, fn func(*Subquery)) {
+	if e == nil {
+		return
+	}
+	if s, ok := e.(*Subquery); ok {
+		fn(s)
+	}
+	for _, c := range Children(e) {
+		Subqueries(c, fn)
+	}
+}
