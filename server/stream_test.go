@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestLargeResultsStream: a SELECT whose result is several times the
+// memory bound streams through the extended protocol (pgx's default) and
+// the simple one, so the node's heap stays bounded while the client reads
+// it slowly.
+func TestLargeResultsStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 150,000 rows")
+	}
+	_, url := startNode(t)
+	ctx := context.Background()
+	c := connect(t, url, pgx.QueryExecModeCacheStatement)
+	if _, err := c.Exec(ctx, "CREATE TABLE big (id int PRIMARY KEY, pad text)"); err != nil {
+		t.Fatal(err)
+	}
+	const rows = 150_000
+	pad := strings.Repeat("x", 200)
+	var sb strings.Builder
+	for i := 0; i < rows; i++ {
+		fmt.Fprintf(&sb, "%d\t%s\n", i, pad)
+	}
+	if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader(sb.String()), "COPY big FROM STDIN"); err != nil {
+		t.Fatal(err)
+	}
+	sb.Reset()
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+		runtime.GC()
+		base := heap()
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if h := heap(); h > peak.Load() {
+					peak.Store(h)
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+		r, err := c.Query(ctx, "SELECT id, pad FROM big", mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for r.Next() {
+			n++
+			if n%20000 == 0 {
+				runtime.GC() // a slow reader; garbage is not what is measured
+			}
+		}
+		if err := r.Err(); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		wg.Wait()
+		if n != rows {
+			t.Fatalf("%v: %d rows, want %d", mode, n, rows)
+		}
+		// The result is about 32 MB of text; held whole it would be
+		// several times that in the heap.
+		if grew := int64(peak.Load()) - int64(base); grew > 40<<20 {
+			t.Errorf("%v: the heap grew by %d MiB while streaming %d rows", mode, grew>>20, rows)
+		}
+	}
+}
