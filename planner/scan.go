@@ -12,12 +12,16 @@ func conjuncts(e expr.Expr, out []expr.Expr) []expr.Expr {
 	return append(out, e)
 }
 
-// rowIndependent reports whether e reads no column: its value is fixed for
-// the statement, so it can bound a key.
+// rowIndependent reports whether e reads no column of the scanned row: its
+// value is fixed for the scan, so it can bound a key. An enclosing query's
+// column is fixed for one run of a correlated subquery, and an
+// uncorrelated scalar subquery for the statement.
 func rowIndependent(e expr.Expr) bool {
 	switch x := e.(type) {
-	case *expr.Const, *expr.Param:
+	case *expr.Const, *expr.Param, *expr.OuterCol:
 		return true
+	case *expr.Subquery:
+		return !x.Correlated && x.Kind == expr.Scalar
 	case *expr.Cast:
 		return rowIndependent(x.E)
 	case *expr.Binary:

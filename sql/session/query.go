@@ -234,11 +234,16 @@ func (s *Session) describe(ctx context.Context, ps *Prepared) error {
 		name := ps.stmt.GetVariableShowStmt().Name
 		ps.Columns = []Column{{Name: name, Type: types.Text}}
 		return nil
+	case *pg.Node_ExplainStmt:
 	default:
 		return nil
 	}
 	return s.withReadTxn(ctx, func() error {
-		p, b, err := s.plan(ctx, ps.stmt, ps.ParamTypes)
+		stmt := ps.stmt
+		if ex := stmt.GetExplainStmt(); ex != nil {
+			stmt = ex.Query
+		}
+		p, b, err := s.plan(ctx, stmt, ps.ParamTypes)
 		if err != nil {
 			return err
 		}
@@ -249,6 +254,9 @@ func (s *Session) describe(ctx context.Context, ps *Prepared) error {
 		}
 		ps.ParamTypes = b.Params
 		ps.Columns = columnsOf(p)
+		if stmt != ps.stmt {
+			ps.Columns = explainColumns
+		}
 		return nil
 	})
 }

@@ -354,6 +354,8 @@ func (s *Session) dispatch(ctx context.Context, stmt *pg.Node, paramTypes []type
 		return s.dropRole(ctx, x.DropRoleStmt, w)
 	case *pg.Node_GrantStmt:
 		return s.grant(ctx, x.GrantStmt, w)
+	case *pg.Node_ExplainStmt:
+		return s.explain(ctx, x.ExplainStmt, paramTypes, w)
 	}
 	return pgerror.Unsupported("statement " + statementName(stmt))
 }

@@ -1,0 +1,62 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestExplainShowsTheChosenScan asserts, through EXPLAIN, which read the
+// planner chooses for each shape of WHERE clause.
+func TestExplainShowsTheChosenScan(t *testing.T) {
+	_, url := startNode(t)
+	ctx := context.Background()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		c := connect(t, url, mode)
+		if _, err := c.Exec(ctx, "CREATE TABLE IF NOT EXISTS ex (a int, b int, c text, PRIMARY KEY (a, b))"); err != nil {
+			t.Fatal(err)
+		}
+		plan := func(q string, args ...any) string {
+			t.Helper()
+			rows, err := c.Query(ctx, "EXPLAIN "+q, args...)
+			if err != nil {
+				t.Fatalf("EXPLAIN %s: %v", q, err)
+			}
+			var lines []string
+			for rows.Next() {
+				var l string
+				if err := rows.Scan(&l); err != nil {
+					t.Fatal(err)
+				}
+				lines = append(lines, strings.TrimSpace(l))
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return strings.Join(lines, "\n")
+		}
+		for _, tc := range []struct{ q, want string }{
+			{"SELECT * FROM ex WHERE a = 1 AND b = 2", "Point Get on ex (primary key a = …, b = …)"},
+			{"SELECT * FROM ex WHERE a = 1 AND b > 2", "Range Scan on ex (primary key a = …, b in a range)"},
+			{"SELECT * FROM ex WHERE a = 1", "Range Scan on ex (primary key a = …)"},
+			{"SELECT * FROM ex WHERE c = 'x'", "Full Scan on ex, filtered"},
+			{"SELECT c, count(*) FROM ex GROUP BY c", "Hash Aggregate (1 group key)"},
+			{"SELECT * FROM ex WHERE a = (SELECT max(a) FROM ex) AND b = 1", "Point Get on ex (primary key a = …, b = …)"},
+			{"SELECT * FROM ex e WHERE EXISTS (SELECT 1 FROM ex x WHERE x.a = e.b AND x.b = e.a)", "SubPlan\n->  Project\n->  Point Get on ex (primary key a = …, b = …)"},
+			{"SELECT a FROM ex UNION ALL SELECT b FROM ex", "Append"},
+			{"DELETE FROM ex WHERE a = 3 AND b = 4", "Delete on ex\n->  Point Get on ex"},
+		} {
+			if got := plan(tc.q); !strings.Contains(got, tc.want) {
+				t.Errorf("%v: EXPLAIN %s:\n%s\nwant it to contain %q", mode, tc.q, got, tc.want)
+			}
+		}
+		if got := plan("SELECT * FROM ex WHERE a = $1 AND b = $2", 1, 2); !strings.Contains(got, "Point Get") {
+			t.Errorf("with parameters: %s", got)
+		}
+		if _, err := c.Exec(ctx, "EXPLAIN ANALYZE SELECT 1"); sqlstate(err) != "0A000" {
+			t.Errorf("EXPLAIN ANALYZE: %v", err)
+		}
+	}
+}
