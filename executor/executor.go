@@ -152,6 +152,8 @@ func run(rt *Runtime, p planner.Plan, emit Emit) error {
 		return runAggregate(rt, p, emit)
 	case *planner.Distinct:
 		return runDistinct(rt, p, emit)
+	case *planner.Join:
+		return runJoin(rt, p, emit)
 	case *planner.SetOp:
 		return runSetOp(rt, p, emit)
 	}

@@ -66,6 +66,14 @@ func describe(p Plan) string {
 			s += fmt.Sprintf(", stops after %d rows", p.Limit)
 		}
 		return s
+	case *Join:
+		switch {
+		case p.Lookup:
+			return p.Kind.String() + " Lookup Join (index nested loop on the right table's primary key)"
+		case len(p.LeftKeys) > 0:
+			return fmt.Sprintf("%s Hash Join (%d key%s)", p.Kind, len(p.LeftKeys), plural(len(p.LeftKeys)))
+		}
+		return p.Kind.String() + " Nested Loop Join"
 	case *Filter:
 		return "Filter"
 	case *Project:

@@ -40,6 +40,13 @@ type scope struct {
 	// agg, when set, is the post-aggregation view: group keys (by input
 	// column index) and aggregates collected while building.
 	agg *aggScope
+	// colTable, in a join's scope, is each column's table name (or
+	// alias); unqualHidden marks columns an unqualified name does not
+	// find (the sides of a USING column, found merged); starOrder is
+	// the order SELECT * expands to.
+	colTable     []string
+	unqualHidden map[int]bool
+	starOrder    []int
 }
 
 type aggScope struct {
@@ -78,6 +85,9 @@ func Names(ns []*pg.Node) []string {
 // resolveColumn finds a column by (optionally qualified) name.
 func (sc *scope) resolveColumn(parts []string, loc int32) (int, error) {
 	name := parts[len(parts)-1]
+	if sc.colTable != nil {
+		return sc.resolveJoined(parts, loc)
+	}
 	if len(parts) == 2 && sc.table != "" && parts[0] != sc.table {
 		return 0, posErr(pgerror.New(pgerror.CodeUndefinedTable, "missing FROM-clause entry for table %q", parts[0]), loc)
 	}
@@ -88,6 +98,43 @@ func (sc *scope) resolveColumn(parts []string, loc int32) (int, error) {
 		if c.Name == name {
 			return i, nil
 		}
+	}
+	return 0, posErr(pgerror.New(pgerror.CodeUndefinedColumn, "column %q does not exist", name), loc)
+}
+
+// resolveJoined resolves a column in a join's scope: qualified by table,
+// or unqualified and unambiguous.
+func (sc *scope) resolveJoined(parts []string, loc int32) (int, error) {
+	name := parts[len(parts)-1]
+	if len(parts) > 2 {
+		return 0, posErr(pgerror.Unsupported("qualified column reference "+strings.Join(parts, ".")), loc)
+	}
+	found, tableSeen := -1, false
+	for i, c := range sc.cols {
+		if len(parts) == 2 {
+			if sc.colTable[i] != parts[0] {
+				continue
+			}
+			tableSeen = true
+		} else if sc.unqualHidden[i] {
+			continue
+		}
+		if c.Name != name {
+			continue
+		}
+		if found >= 0 {
+			return 0, posErr(pgerror.New(pgerror.CodeAmbiguousColumn, "column reference %q is ambiguous", name), loc)
+		}
+		found = i
+	}
+	if found >= 0 {
+		return found, nil
+	}
+	if len(parts) == 2 && !tableSeen {
+		return 0, posErr(pgerror.New(pgerror.CodeUndefinedTable, "missing FROM-clause entry for table %q", parts[0]), loc)
+	}
+	if len(parts) == 2 {
+		return 0, posErr(pgerror.New(pgerror.CodeUndefinedColumn, "column %s.%s does not exist", parts[0], name), loc)
 	}
 	return 0, posErr(pgerror.New(pgerror.CodeUndefinedColumn, "column %q does not exist", name), loc)
 }

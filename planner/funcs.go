@@ -291,7 +291,7 @@ func (b *Builder) aggregate(name string, f *pg.FuncCall, sc *scope) (expr.Expr, 
 	case len(f.Args) != 1 && !(name == "string_agg" && len(f.Args) == 2):
 		return nil, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function %s with %d arguments does not exist", name, len(f.Args)), f.Location)
 	default:
-		inner := &scope{cols: sc.agg.input.cols, table: sc.agg.input.table}
+		inner := sc.agg.input
 		arg, err := b.expr(f.Args[0], inner)
 		if err != nil {
 			return nil, err

@@ -18,7 +18,7 @@ func conjuncts(e expr.Expr, out []expr.Expr) []expr.Expr {
 // uncorrelated scalar subquery for the statement.
 func rowIndependent(e expr.Expr) bool {
 	switch x := e.(type) {
-	case *expr.Const, *expr.Param, *expr.OuterCol:
+	case *expr.Const, *expr.Param, *expr.OuterCol, *expr.OnOuter:
 		return true
 	case *expr.Subquery:
 		return !x.Correlated && x.Kind == expr.Scalar

@@ -35,8 +35,6 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 		return nil, pgerror.Unsupported("WINDOW")
 	case len(s.LockingClause) > 0:
 		return nil, pgerror.Unsupported("SELECT … FOR UPDATE/SHARE")
-	case len(s.FromClause) > 1:
-		return nil, pgerror.Unsupported("joins")
 	case s.LimitOption == pg.LimitOption_LIMIT_OPTION_WITH_TIES:
 		return nil, pgerror.Unsupported("FETCH … WITH TIES")
 	}
@@ -46,8 +44,15 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	var input Plan
 	sc := &scope{}
 	var table *catalog.Table
-	haveFrom := len(s.FromClause) == 1
-	if sub, name, err := b.subqueryFrom(s.FromClause); err != nil {
+	haveFrom := len(s.FromClause) > 0
+	joined := len(s.FromClause) > 1 || len(s.FromClause) == 1 && s.FromClause[0].GetJoinExpr() != nil
+	if joined {
+		in, jsc, err := b.fromList(s.FromClause, s.WhereClause)
+		if err != nil {
+			return nil, err
+		}
+		input, sc = in, jsc
+	} else if sub, name, err := b.subqueryFrom(s.FromClause); err != nil {
 		return nil, err
 	} else if sub != nil {
 		// A subquery or WITH query in FROM: its rows are the input.
@@ -146,8 +151,26 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 			if aggregating {
 				return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "column %q must appear in the GROUP BY clause or be used in an aggregate function", sc.cols[0].Name), rt.Location)
 			}
-			for i, c := range sc.cols {
+			if len(cr.Fields) == 2 && sc.colTable != nil {
+				// t.*: that table's columns.
+				qual := strNode(cr.Fields[0])
+				n := 0
+				for _, i := range sc.star() {
+					if sc.colTable[i] == qual {
+						c := sc.cols[i]
+						exprs = append(exprs, &expr.Col{Idx: i, T: c.Type, Name: c.Name})
+						cols = append(cols, Column{Name: c.Name, Type: c.Type})
+						n++
+					}
+				}
+				if n == 0 {
+					return nil, posErr(pgerror.New(pgerror.CodeUndefinedTable, "missing FROM-clause entry for table %q", qual), rt.Location)
+				}
+				continue
+			}
+			for _, i := range sc.star() {
 				if table == nil || !table.Columns[i].Hidden {
+					c := sc.cols[i]
 					exprs = append(exprs, &expr.Col{Idx: i, T: c.Type, Name: c.Name})
 					cols = append(cols, Column{Name: c.Name, Type: c.Type})
 				}

@@ -114,6 +114,8 @@ func Inputs(p Plan) []Plan {
 		out = append(out, p.Input)
 	case *Distinct:
 		out = append(out, p.Input)
+	case *Join:
+		out = append(out, p.L, p.R)
 	case *SetOp:
 		out = append(out, p.L, p.R)
 	case *Insert:
@@ -152,6 +154,10 @@ func Expressions(p Plan) []expr.Expr {
 		}
 	case *Filter:
 		add(p.Cond)
+	case *Join:
+		add(p.Cond)
+		add(p.LeftKeys...)
+		add(p.RightKeys...)
 	case *Project:
 		add(p.Exprs...)
 	case *Sort:

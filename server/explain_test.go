@@ -47,6 +47,15 @@ func TestExplainShowsTheChosenScan(t *testing.T) {
 			{"SELECT * FROM ex e WHERE EXISTS (SELECT 1 FROM ex x WHERE x.a = e.b AND x.b = e.a)", "SubPlan\n->  Project\n->  Point Get on ex (primary key a = …, b = …)"},
 			{"SELECT a FROM ex UNION ALL SELECT b FROM ex", "Append"},
 			{"DELETE FROM ex WHERE a = 3 AND b = 4", "Delete on ex\n->  Point Get on ex"},
+			// Joins: the primary key of the right table fixed by the left
+			// row is a lookup (index nested-loop) join; other equalities
+			// hash; no equality compares every pair.
+			{"SELECT * FROM ex l JOIN ex r ON r.a = l.b AND r.b = l.a", "Inner Lookup Join (index nested loop on the right table's primary key)\n->  Full Scan on ex\n->  Point Get on ex (primary key a = …, b = …)"},
+			{"SELECT * FROM ex l LEFT JOIN ex r ON r.a = l.b", "Left Lookup Join"},
+			{"SELECT * FROM ex l JOIN ex r ON r.c = l.c", "Inner Hash Join (1 key)"},
+			{"SELECT * FROM ex l FULL JOIN ex r ON r.a = l.b", "Full Hash Join (1 key)"},
+			{"SELECT * FROM ex l JOIN ex r ON r.a < l.b", "Inner Nested Loop Join"},
+			{"SELECT * FROM ex l, ex r WHERE r.a = l.b AND r.b = l.a AND l.a = 5", "Inner Lookup Join (index nested loop on the right table's primary key)\n->  Range Scan on ex (primary key a = …)"},
 		} {
 			if got := plan(tc.q); !strings.Contains(got, tc.want) {
 				t.Errorf("%v: EXPLAIN %s:\n%s\nwant it to contain %q", mode, tc.q, got, tc.want)

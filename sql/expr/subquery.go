@@ -136,6 +136,76 @@ func (o *OuterCol) Eval(env *Env) (value.Value, error) {
 	return env.Outer[i][o.Idx], nil
 }
 
+// OnOuter evaluates E over the innermost outer row: a lookup join's key,
+// computed from the left row while the right table is read.
+type OnOuter struct{ E Expr }
+
+func (o *OnOuter) Type() types.T { return o.E.Type() }
+func (o *OnOuter) Eval(env *Env) (value.Value, error) {
+	if len(env.Outer) == 0 {
+		return nil, pgerror.New(pgerror.CodeInternalError, "join key evaluated without its left row")
+	}
+	inner := *env
+	inner.Row = env.Outer[len(env.Outer)-1]
+	inner.Outer = env.Outer[:len(env.Outer)-1]
+	return o.E.Eval(&inner)
+}
+
+// MapCols returns e with every Col replaced by fn's result; the rest is
+// rebuilt only as far as needed. Subquery plans are not entered.
+func MapCols(e Expr, fn func(*Col) Expr) Expr {
+	m := func(x Expr) Expr {
+		if x == nil {
+			return nil
+		}
+		return MapCols(x, fn)
+	}
+	ms := func(xs []Expr) []Expr {
+		out := make([]Expr, len(xs))
+		for i, x := range xs {
+			out[i] = m(x)
+		}
+		return out
+	}
+	switch x := e.(type) {
+	case *Col:
+		return fn(x)
+	case *Binary:
+		return &Binary{Op: x.Op, L: m(x.L), R: m(x.R), T: x.T}
+	case *Neg:
+		return &Neg{E: m(x.E)}
+	case *Cast:
+		c := *x
+		c.E = m(x.E)
+		return &c
+	case *Not:
+		return &Not{E: m(x.E)}
+	case *AndOr:
+		return &AndOr{And: x.And, L: m(x.L), R: m(x.R)}
+	case *IsNull:
+		c := *x
+		c.E = m(x.E)
+		return &c
+	case *Compare:
+		return &Compare{Op: x.Op, L: m(x.L), R: m(x.R)}
+	case *Func:
+		c := *x
+		c.Args = ms(x.Args)
+		return &c
+	case *Case:
+		return &Case{Whens: ms(x.Whens), Thens: ms(x.Thens), Else: m(x.Else), T: x.T}
+	case *Coalesce:
+		return &Coalesce{Args: ms(x.Args), T: x.T}
+	case *Subquery:
+		c := *x
+		c.LHS = m(x.LHS)
+		return &c
+	case *OnOuter:
+		return x // reads the outer row, not this one
+	}
+	return e
+}
+
 // Children returns the direct sub-expressions of e.
 func Children(e Expr) []Expr {
 	switch x := e.(type) {
