@@ -217,13 +217,25 @@ func (w *writer) replace(old, new []value.Value) error {
 func runInsert(rt *Runtime, p *planner.Insert, emit Emit) (int64, error) {
 	w := newWriter(rt, p.Table)
 	var n int64
+	updated := map[string]bool{} // rows ON CONFLICT DO UPDATE changed
 	err := run(rt, p.Source, func(row []value.Value) error {
 		if err := w.prepare(row); err != nil {
 			return err
 		}
-		skip, err := w.insert(row, p.OnConflictDoNothing)
-		if err != nil || skip {
-			return err
+		if p.OnConflict != nil {
+			out, done, err := w.upsert(p.OnConflict, row, updated)
+			if err != nil || !done {
+				return err
+			}
+			if out == nil {
+				return nil // the conflict's WHERE said no
+			}
+			row = out
+		} else {
+			skip, err := w.insert(row, p.OnConflictDoNothing)
+			if err != nil || skip {
+				return err
+			}
 		}
 		n++
 		if p.Returning != nil {
@@ -236,6 +248,111 @@ func runInsert(rt *Runtime, p *planner.Insert, emit Emit) (int64, error) {
 		return nil
 	})
 	return n, err
+}
+
+// upsert inserts row or, when it conflicts on the arbiter index, updates
+// the existing row (locked first) as cu says. done reports that the row
+// was handled; out is the row written, nil when the conflict's WHERE
+// left the existing row alone. Updating one row twice in a statement is
+// 21000, as in PostgreSQL.
+func (w *writer) upsert(cu *planner.ConflictUpdate, row []value.Value, updated map[string]bool) (out []value.Value, done bool, err error) {
+	key, found, err := w.arbiterConflict(cu, row)
+	if err != nil {
+		return nil, false, err
+	}
+	if !found {
+		return w.insertTracked(row, updated)
+	}
+	if updated[string(key)] {
+		return nil, false, pgerror.New(pgerror.CodeCardinalityViolation, "ON CONFLICT DO UPDATE command cannot affect row a second time").
+			WithHint("Ensure that no rows proposed for insertion within the same command have duplicate constrained values.")
+	}
+	var val []byte
+	if lt, ok := w.rt.Txn.(kvcluster.LockingTxn); ok {
+		val, found, err = lt.LockForUpdate(w.rt.Ctx, key)
+	} else {
+		val, found, err = w.rt.Txn.Get(w.rt.Ctx, key)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if !found {
+		// Deleted since the conflict was seen: insert after all.
+		return w.insertTracked(row, updated)
+	}
+	existing, err := w.rec.DecodeRow(w.rt.Codec, key, val)
+	if err != nil {
+		return nil, false, err
+	}
+	combined := concatRow(existing, row)
+	if cu.Where != nil {
+		ok, err := w.rt.matches(cu.Where, combined)
+		if err != nil || !ok {
+			return nil, err == nil, err
+		}
+	}
+	vals, err := w.rt.evalAll(cu.Sets, combined)
+	if err != nil {
+		return nil, false, err
+	}
+	nw := append([]value.Value(nil), existing...)
+	for i, col := range cu.Targets {
+		nw[col] = vals[i]
+	}
+	if err := w.prepare(nw); err != nil {
+		return nil, false, err
+	}
+	if err := w.replace(existing, nw); err != nil {
+		return nil, false, err
+	}
+	nk, _, err := w.rec.EncodeRow(w.rt.Codec, nw)
+	if err != nil {
+		return nil, false, err
+	}
+	updated[string(nk)] = true
+	return nw, true, nil
+}
+
+// insertTracked inserts row and remembers its key: a later row of the
+// same statement conflicting with it is 21000, as an update would be.
+func (w *writer) insertTracked(row []value.Value, seen map[string]bool) ([]value.Value, bool, error) {
+	if _, err := w.insert(row, false); err != nil {
+		return nil, false, err
+	}
+	k, _, err := w.rec.EncodeRow(w.rt.Codec, row)
+	if err != nil {
+		return nil, false, err
+	}
+	seen[string(k)] = true
+	return row, true, nil
+}
+
+// arbiterConflict finds the row that row conflicts with on the arbiter
+// index, returning its primary key.
+func (w *writer) arbiterConflict(cu *planner.ConflictUpdate, row []value.Value) ([]byte, bool, error) {
+	if cu.Primary {
+		key, _, err := w.rec.EncodeRow(w.rt.Codec, row)
+		if err != nil {
+			return nil, false, err
+		}
+		found, err := w.exists(key)
+		return key, found, err
+	}
+	ri := cu.Arbiter.RecordIndex()
+	k, v, err := w.rec.EncodeIndexEntry(w.rt.Codec, ri, row)
+	if err != nil || len(v) == 0 {
+		return nil, false, err // a NULL in the key conflicts with nothing
+	}
+	cur, found, err := w.rt.Txn.Get(w.rt.Ctx, k)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	_, pk, err := w.rec.DecodeIndexEntry(w.rt.Codec, ri, k, cur)
+	if err != nil {
+		return nil, false, err
+	}
+	key, err := w.rec.PrimaryKey(w.rt.Codec, pk)
+	return key, err == nil, err
 }
 
 // collect reads every row a DML scan selects before anything is written,

@@ -4,6 +4,7 @@ import (
 	pg "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/encoding"
 	"github.com/shaledb/shaledb/sql/expr"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/types"
@@ -189,10 +190,17 @@ func (b *Builder) Insert(s *pg.InsertStmt) (Plan, error) {
 	}
 	ins := &Insert{Table: t}
 	if oc := s.OnConflictClause; oc != nil {
-		if oc.Action != pg.OnConflictAction_ONCONFLICT_NOTHING {
-			return nil, pgerror.Unsupported("ON CONFLICT DO UPDATE")
+		if oc.Action == pg.OnConflictAction_ONCONFLICT_UPDATE {
+			name := s.Relation.Relname
+			if s.Relation.Alias != nil {
+				name = s.Relation.Alias.Aliasname
+			}
+			if ins.OnConflict, err = b.conflictUpdate(t, name, oc); err != nil {
+				return nil, err
+			}
+		} else {
+			ins.OnConflictDoNothing = true
 		}
-		ins.OnConflictDoNothing = true
 	}
 	var names []string
 	var locs []int32
@@ -424,4 +432,104 @@ func (b *Builder) CopyInsert(t *catalog.Table, columns []string, next func() ([]
 		return nil, nil, err
 	}
 	return &Insert{Table: t, Source: &Project{Input: src, Exprs: row, Cols: tableScope(t, t.Name).cols}}, colTypes, nil
+}
+
+// conflictUpdate plans ON CONFLICT (…) DO UPDATE SET … [WHERE …].
+func (b *Builder) conflictUpdate(t *catalog.Table, name string, oc *pg.OnConflictClause) (*ConflictUpdate, error) {
+	cu := &ConflictUpdate{}
+	inf := oc.Infer
+	switch {
+	case inf == nil:
+		return nil, posErr(pgerror.New(pgerror.CodeSyntaxError, "ON CONFLICT DO UPDATE requires inference specification or constraint name").
+			WithHint("For example, ON CONFLICT (column_name)."), oc.Location)
+	case inf.Conname != "":
+		if inf.Conname == t.Primary.Name {
+			cu.Arbiter, cu.Primary = &t.Primary, true
+		}
+		for i := range t.Indexes {
+			if t.Indexes[i].Name == inf.Conname && t.Indexes[i].Unique {
+				cu.Arbiter = &t.Indexes[i]
+			}
+		}
+		if cu.Arbiter == nil {
+			return nil, pgerror.New(pgerror.CodeUndefinedObject, "constraint %q for table %q does not exist", inf.Conname, t.Name)
+		}
+	default:
+		if inf.WhereClause != nil {
+			return nil, pgerror.Unsupported("ON CONFLICT … WHERE (partial index inference)")
+		}
+		want := map[encoding.ColumnID]bool{}
+		for _, n := range inf.IndexElems {
+			ie := n.GetIndexElem()
+			if ie == nil || ie.Name == "" {
+				return nil, pgerror.Unsupported("ON CONFLICT on an expression")
+			}
+			i := t.ColumnIndex(ie.Name)
+			if i < 0 {
+				return nil, pgerror.New(pgerror.CodeUndefinedColumn, "column %q does not exist", ie.Name)
+			}
+			want[t.Columns[i].ID] = true
+		}
+		same := func(idx *catalog.Index) bool {
+			if len(idx.Columns) != len(want) {
+				return false
+			}
+			for _, c := range idx.Columns {
+				if !want[c.Column] {
+					return false
+				}
+			}
+			return true
+		}
+		if same(&t.Primary) && !t.Columns[0].Hidden {
+			cu.Arbiter, cu.Primary = &t.Primary, true
+		}
+		for i := range t.Indexes {
+			if cu.Arbiter == nil && t.Indexes[i].Unique && same(&t.Indexes[i]) {
+				cu.Arbiter = &t.Indexes[i]
+			}
+		}
+		if cu.Arbiter == nil {
+			return nil, pgerror.New(pgerror.CodeInvalidColumnReference, "there is no unique or exclusion constraint matching the ON CONFLICT specification")
+		}
+	}
+	// The existing row by the table's name, the proposed one as EXCLUDED.
+	sc := joinScope(tableScope(t, name), tableScope(t, "excluded"))
+	for i := range t.Columns {
+		sc.unqualHidden[len(t.Columns)+i] = true
+	}
+	seen := map[int]bool{}
+	for _, n := range oc.TargetList {
+		rt := n.GetResTarget()
+		if len(rt.Indirection) > 0 || rt.Val.GetMultiAssignRef() != nil {
+			return nil, posErr(pgerror.Unsupported("this ON CONFLICT … SET form"), rt.Location)
+		}
+		i, err := writableColumn(t, rt.Name)
+		if err != nil {
+			return nil, posErr(err.(*pgerror.Error), rt.Location)
+		}
+		if seen[i] {
+			return nil, posErr(pgerror.New(pgerror.CodeDuplicateColumn, "multiple assignments to same column %q", rt.Name), rt.Location)
+		}
+		seen[i] = true
+		var e expr.Expr
+		if rt.Val.GetSetToDefault() != nil {
+			e, err = b.defaultExpr(t, t.Columns[i])
+		} else if e, err = b.expr(rt.Val, sc); err == nil {
+			e, err = b.assign(e, t.Columns[i].Type, t.Columns[i].Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		cu.Targets = append(cu.Targets, i)
+		cu.Sets = append(cu.Sets, e)
+	}
+	if oc.WhereClause != nil {
+		w, err := b.boolean(oc.WhereClause, sc, "argument of WHERE")
+		if err != nil {
+			return nil, err
+		}
+		cu.Where = w
+	}
+	return cu, nil
 }

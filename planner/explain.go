@@ -106,6 +106,9 @@ func describe(p Plan) string {
 		if p.OnConflictDoNothing {
 			s += " (ON CONFLICT DO NOTHING)"
 		}
+		if p.OnConflict != nil {
+			s += " (ON CONFLICT (" + p.OnConflict.Arbiter.Name + ") DO UPDATE)"
+		}
 		return s
 	case *Update:
 		return "Update on " + p.Table.Name

@@ -164,6 +164,22 @@ type Insert struct {
 	RetCols   []Column
 	// OnConflictDoNothing skips rows whose key exists.
 	OnConflictDoNothing bool
+	// OnConflict, for ON CONFLICT … DO UPDATE, updates the existing row
+	// instead.
+	OnConflict *ConflictUpdate
+}
+
+// ConflictUpdate is ON CONFLICT (arbiter) DO UPDATE SET … [WHERE …]. Sets
+// and Where read the existing row followed by the proposed one
+// (EXCLUDED).
+type ConflictUpdate struct {
+	// Arbiter is the unique index whose conflict is handled; the primary
+	// key when Primary.
+	Arbiter *catalog.Index
+	Primary bool
+	Targets []int
+	Sets    []expr.Expr
+	Where   expr.Expr
 }
 
 func (i *Insert) Columns() []Column { return i.RetCols }

@@ -173,6 +173,10 @@ func Expressions(p Plan) []expr.Expr {
 		}
 	case *Insert:
 		add(p.Returning...)
+		if p.OnConflict != nil {
+			add(p.OnConflict.Sets...)
+			add(p.OnConflict.Where)
+		}
 	case *Update:
 		add(p.Sets...)
 		add(p.Returning...)

@@ -69,3 +69,37 @@ func TestExplainShowsTheChosenScan(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentUpserts: concurrent INSERT … ON CONFLICT DO UPDATE of one
+// key lose no increment (the conflicting row is locked before update).
+func TestConcurrentUpserts(t *testing.T) {
+	_, url := startNode(t)
+	ctx := context.Background()
+	setup := connect(t, url, pgx.QueryExecModeSimpleProtocol)
+	if _, err := setup.Exec(ctx, "CREATE TABLE counters (k text PRIMARY KEY, n int NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 40
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		c := connect(t, url, pgx.QueryExecModeCacheStatement)
+		go func() {
+			for i := 0; i < each; i++ {
+				if _, err := c.Exec(ctx, "INSERT INTO counters VALUES ('hits', 1) ON CONFLICT (k) DO UPDATE SET n = counters.n + 1"); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := setup.QueryRow(ctx, "SELECT n FROM counters WHERE k = 'hits'").Scan(&n); err != nil || n != workers*each {
+		t.Fatalf("counter %d (%v), want %d", n, err, workers*each)
+	}
+}

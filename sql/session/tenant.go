@@ -222,6 +222,10 @@ func (s *Session) checkPrivileges(p planner.Plan) error {
 			if p.Returning != nil {
 				priv |= catalog.PrivSelect
 			}
+			if p.OnConflict != nil {
+				// DO UPDATE updates, and reads the conflicting row.
+				priv |= catalog.PrivUpdate | catalog.PrivSelect
+			}
 			if err := need(p.Table, priv); err != nil {
 				return err
 			}
