@@ -362,6 +362,58 @@ func (w *writer) arbiterConflict(cu *planner.ConflictUpdate, row []value.Value) 
 // version when that still matches the WHERE clause (and dropped when it
 // does not, or was deleted): PostgreSQL's read-committed UPDATE, which
 // waits for the row's lock instead of failing with 40001.
+// collectJoined reads the rows UPDATE … FROM or DELETE … USING changes:
+// each target row once (with the first row it joined), locked, at its
+// latest version.
+func collectJoined(rt *Runtime, src planner.Plan, t *catalog.Table) ([][]value.Value, error) {
+	nt := len(t.Columns)
+	rec := t.Record()
+	seen := map[string]bool{}
+	var rows [][]value.Value
+	err := run(rt, src, func(row []value.Value) error {
+		key, _, err := rec.EncodeRow(rt.Codec, row[:nt])
+		if err != nil {
+			return err
+		}
+		if seen[string(key)] {
+			return nil
+		}
+		seen[string(key)] = true
+		if err := rt.hold(row, int64(len(key))); err != nil {
+			return err
+		}
+		rows = append(rows, row)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	lt, ok := rt.Txn.(kvcluster.LockingTxn)
+	if !ok {
+		return rows, nil
+	}
+	out := rows[:0]
+	for _, row := range rows {
+		key, _, err := rec.EncodeRow(rt.Codec, row[:nt])
+		if err != nil {
+			return nil, err
+		}
+		latest, found, err := lt.LockForUpdate(rt.Ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			continue // deleted since the snapshot
+		}
+		target, err := rec.DecodeRow(rt.Codec, key, latest)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, concatRow(target, row[nt:]))
+	}
+	return out, nil
+}
+
 func collect(rt *Runtime, s *planner.Scan) ([][]value.Value, error) {
 	var rows [][]value.Value
 	err := scan(rt, s, func(row []value.Value) error {
@@ -409,13 +461,21 @@ func collect(rt *Runtime, s *planner.Scan) ([][]value.Value, error) {
 }
 
 func runUpdate(rt *Runtime, p *planner.Update, emit Emit) (int64, error) {
-	rows, err := collect(rt, p.Scan)
+	var rows [][]value.Value
+	var err error
+	if p.Source != nil {
+		rows, err = collectJoined(rt, p.Source, p.Table)
+	} else {
+		rows, err = collect(rt, p.Scan)
+	}
 	if err != nil {
 		return 0, err
 	}
 	w := newWriter(rt, p.Table)
-	for _, old := range rows {
-		vals, err := rt.evalAll(p.Sets, old)
+	nt := len(p.Table.Columns)
+	for _, combined := range rows {
+		old := combined[:nt]
+		vals, err := rt.evalAll(p.Sets, combined)
 		if err != nil {
 			return 0, err
 		}
@@ -430,7 +490,7 @@ func runUpdate(rt *Runtime, p *planner.Update, emit Emit) (int64, error) {
 			return 0, err
 		}
 		if p.Returning != nil {
-			out, err := rt.evalAll(p.Returning, nw)
+			out, err := rt.evalAll(p.Returning, concatRow(nw, combined[nt:]))
 			if err != nil {
 				return 0, err
 			}
@@ -443,13 +503,20 @@ func runUpdate(rt *Runtime, p *planner.Update, emit Emit) (int64, error) {
 }
 
 func runDelete(rt *Runtime, p *planner.Delete, emit Emit) (int64, error) {
-	rows, err := collect(rt, p.Scan)
+	var rows [][]value.Value
+	var err error
+	if p.Source != nil {
+		rows, err = collectJoined(rt, p.Source, p.Table)
+	} else {
+		rows, err = collect(rt, p.Scan)
+	}
 	if err != nil {
 		return 0, err
 	}
 	w := newWriter(rt, p.Table)
+	nt := len(p.Table.Columns)
 	for _, row := range rows {
-		if err := w.remove(row); err != nil {
+		if err := w.remove(row[:nt]); err != nil {
 			return 0, err
 		}
 		if p.Returning != nil {

@@ -295,6 +295,21 @@ func (b *Builder) Insert(s *pg.InsertStmt) (Plan, error) {
 	return ins, nil
 }
 
+// joinedTarget plans UPDATE … FROM and DELETE … USING: the target table
+// joined with the other items under WHERE, the target's columns first.
+func (b *Builder) joinedTarget(with *pg.WithClause, rv *pg.RangeVar, items []*pg.Node, where *pg.Node) (*catalog.Table, Plan, *scope, error) {
+	if with != nil {
+		return nil, nil, nil, pgerror.Unsupported("WITH")
+	}
+	t, err := b.writableTableOf(rv)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	from := append([]*pg.Node{{Node: &pg.Node_RangeVar{RangeVar: rv}}}, items...)
+	p, sc, err := b.fromList(from, where)
+	return t, p, sc, err
+}
+
 // writableTableOf resolves the table a statement writes: not a system
 // view.
 func (b *Builder) writableTableOf(rv *pg.RangeVar) (*catalog.Table, error) {
@@ -342,14 +357,23 @@ func (b *Builder) dmlScan(t *catalog.Table, rv *pg.RangeVar, where *pg.Node) (*S
 
 // Update plans an UPDATE.
 func (b *Builder) Update(s *pg.UpdateStmt) (Plan, error) {
+	var u *Update
+	var sc *scope
 	if len(s.FromClause) > 0 {
-		return nil, pgerror.Unsupported("UPDATE … FROM")
+		t, src, jsc, err := b.joinedTarget(s.WithClause, s.Relation, s.FromClause, s.WhereClause)
+		if err != nil {
+			return nil, err
+		}
+		u, sc = &Update{Table: t, Source: src}, jsc
+	} else {
+		t, scan, tsc, err := b.dmlTarget(s.WithClause, s.Relation, s.WhereClause)
+		if err != nil {
+			return nil, err
+		}
+		u, sc = &Update{Table: t, Scan: scan}, tsc
 	}
-	t, scan, sc, err := b.dmlTarget(s.WithClause, s.Relation, s.WhereClause)
-	if err != nil {
-		return nil, err
-	}
-	u := &Update{Table: t, Scan: scan}
+	t := u.Table
+	var err error
 	seen := map[int]bool{}
 	for _, n := range s.TargetList {
 		rt := n.GetResTarget()
@@ -394,14 +418,22 @@ func (b *Builder) Update(s *pg.UpdateStmt) (Plan, error) {
 
 // Delete plans a DELETE.
 func (b *Builder) Delete(s *pg.DeleteStmt) (Plan, error) {
+	var d *Delete
+	var sc *scope
+	var err error
 	if len(s.UsingClause) > 0 {
-		return nil, pgerror.Unsupported("DELETE … USING")
+		t, src, jsc, err := b.joinedTarget(s.WithClause, s.Relation, s.UsingClause, s.WhereClause)
+		if err != nil {
+			return nil, err
+		}
+		d, sc = &Delete{Table: t, Source: src}, jsc
+	} else {
+		t, scan, tsc, err := b.dmlTarget(s.WithClause, s.Relation, s.WhereClause)
+		if err != nil {
+			return nil, err
+		}
+		d, sc = &Delete{Table: t, Scan: scan}, tsc
 	}
-	t, scan, sc, err := b.dmlTarget(s.WithClause, s.Relation, s.WhereClause)
-	if err != nil {
-		return nil, err
-	}
-	d := &Delete{Table: t, Scan: scan}
 	if len(s.ReturningList) > 0 {
 		if d.Returning, d.RetCols, err = b.returning(s.ReturningList, sc); err != nil {
 			return nil, err

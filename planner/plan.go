@@ -187,8 +187,12 @@ func (i *Insert) Columns() []Column { return i.RetCols }
 // Update changes rows read by Scan: Sets[i] computes column Targets[i]
 // from the old row.
 type Update struct {
-	Table     *catalog.Table
+	Table *catalog.Table
+	// Scan reads the rows to change; for UPDATE … FROM, Source instead
+	// yields the target's columns followed by the FROM items' (Scan nil),
+	// and Sets and Returning read that combined row.
 	Scan      *Scan
+	Source    Plan
 	Targets   []int
 	Sets      []expr.Expr
 	Returning []expr.Expr // over the new row
@@ -199,8 +203,11 @@ func (u *Update) Columns() []Column { return u.RetCols }
 
 // Delete removes rows read by Scan.
 type Delete struct {
-	Table     *catalog.Table
+	Table *catalog.Table
+	// Scan reads the rows to delete; for DELETE … USING, Source yields
+	// the target's columns followed by the USING items' (Scan nil).
 	Scan      *Scan
+	Source    Plan
 	Returning []expr.Expr
 	RetCols   []Column
 }

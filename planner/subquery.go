@@ -121,9 +121,17 @@ func Inputs(p Plan) []Plan {
 	case *Insert:
 		out = append(out, p.Source)
 	case *Update:
-		out = append(out, p.Scan)
+		if p.Source != nil {
+			out = append(out, p.Source)
+		} else {
+			out = append(out, p.Scan)
+		}
 	case *Delete:
-		out = append(out, p.Scan)
+		if p.Source != nil {
+			out = append(out, p.Source)
+		} else {
+			out = append(out, p.Scan)
+		}
 	}
 	return out
 }

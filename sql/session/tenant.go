@@ -234,13 +234,22 @@ func (s *Session) checkPrivileges(p planner.Plan) error {
 			// reads its rows (WHERE, RETURNING); its subqueries always.
 			var t *catalog.Table
 			var scan *planner.Scan
+			var source planner.Plan
 			priv := catalog.PrivDelete
 			reads := false
 			if u, ok := p.(*planner.Update); ok {
-				t, scan, priv, reads = u.Table, u.Scan, catalog.PrivUpdate, u.Returning != nil
+				t, scan, source, priv, reads = u.Table, u.Scan, u.Source, catalog.PrivUpdate, u.Returning != nil
 			} else {
 				d := p.(*planner.Delete)
-				t, scan, reads = d.Table, d.Scan, d.Returning != nil
+				t, scan, source, reads = d.Table, d.Scan, d.Source, d.Returning != nil
+			}
+			if source != nil {
+				// UPDATE … FROM / DELETE … USING read the target in a
+				// join: SELECT on it too, and on every other item.
+				if err := need(t, priv|catalog.PrivSelect); err != nil {
+					return err
+				}
+				return walkAll(append([]planner.Plan{source}, subplans(p)...))
 			}
 			if scan.Filter != nil || reads {
 				priv |= catalog.PrivSelect
