@@ -20,6 +20,7 @@ import (
 	"github.com/shaledb/shaledb/sql/expr"
 	"github.com/shaledb/shaledb/sql/keys"
 	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/record"
 	"github.com/shaledb/shaledb/sql/types"
 	"github.com/shaledb/shaledb/sql/value"
 )
@@ -163,8 +164,9 @@ func run(rt *Runtime, p planner.Plan, emit Emit) error {
 // span computes the key range a scan reads; empty is true when a bound is
 // NULL (no row can match).
 func span(rt *Runtime, s *planner.Scan) (start, end []byte, empty bool, err error) {
-	prefix := rt.Codec.IndexPrefix(s.Table.ID, s.Table.Primary.ID)
-	pk := s.Table.Primary.Columns
+	idx := s.KeyIndex()
+	prefix := rt.Codec.IndexPrefix(s.Table.ID, idx.ID)
+	pk := idx.Columns
 	key := prefix
 	for i, e := range s.Eq {
 		v, err := rt.eval(e, nil)
@@ -255,6 +257,9 @@ func scan(rt *Runtime, s *planner.Scan, emit Emit) error {
 		}
 		return emit(row)
 	}
+	if s.Index != nil {
+		return indexScan(rt, s, rec, start, end, deliver)
+	}
 	if s.Kind == planner.PointRead {
 		v, found, err := rt.Txn.Get(rt.Ctx, start)
 		if err != nil || !found {
@@ -264,6 +269,37 @@ func scan(rt *Runtime, s *planner.Scan, emit Emit) error {
 	}
 	return kvcluster.ScanAll(rt.Ctx, rt.Txn, start, end, scanPageRows, func(e kvcluster.KeyValue) error {
 		return deliver(e.Key, e.Value)
+	})
+}
+
+// indexScan reads a secondary index's entries in [start, end) and each
+// entry's row by its primary key.
+func indexScan(rt *Runtime, s *planner.Scan, rec *record.Table, start, end []byte, deliver func(k, v []byte) error) error {
+	ri := s.Index.RecordIndex()
+	row := func(k, v []byte) error {
+		_, pk, err := rec.DecodeIndexEntry(rt.Codec, ri, k, v)
+		if err != nil {
+			return err
+		}
+		key, err := rec.PrimaryKey(rt.Codec, pk)
+		if err != nil {
+			return err
+		}
+		val, found, err := rt.Txn.Get(rt.Ctx, key)
+		if err != nil || !found {
+			return err
+		}
+		return deliver(key, val)
+	}
+	if s.Kind == planner.PointRead {
+		v, found, err := rt.Txn.Get(rt.Ctx, start)
+		if err != nil || !found {
+			return err
+		}
+		return row(start, v)
+	}
+	return kvcluster.ScanAll(rt.Ctx, rt.Txn, start, end, scanPageRows, func(e kvcluster.KeyValue) error {
+		return row(e.Key, e.Value)
 	})
 }
 

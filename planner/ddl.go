@@ -8,6 +8,7 @@ import (
 
 	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/encoding"
+	"github.com/shaledb/shaledb/sql/expr"
 	"github.com/shaledb/shaledb/sql/keys"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/record"
@@ -214,3 +215,20 @@ func constText(c *pg.A_Const) string {
 	}
 	return ""
 }
+
+// DefaultExpr plans a column's DEFAULT (ALTER TABLE ADD COLUMN evaluates
+// it once for the rows already there).
+func (b *Builder) DefaultExpr(t *catalog.Table, c catalog.Column) (expr.Expr, error) {
+	return b.defaultExpr(t, c)
+}
+
+// IndexColumns resolves index column names to ascending index columns.
+func IndexColumns(t *catalog.Table, names []string) ([]record.IndexColumn, error) {
+	return indexColumns(t, names)
+}
+
+// ColumnPos returns the position of the column with id in t, or -1.
+func ColumnPos(t *catalog.Table, id encoding.ColumnID) int { return columnPos(t, id) }
+
+// DeparseExpr prints an expression node as SQL text.
+func DeparseExpr(n *pg.Node) (string, error) { return deparseExpr(n) }

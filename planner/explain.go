@@ -48,11 +48,15 @@ func describe(p Plan) string {
 	switch p := p.(type) {
 	case *Scan:
 		var s string
+		key := "primary key"
+		if p.Index != nil {
+			key = "index " + p.Index.Name
+		}
 		switch p.Kind {
 		case PointRead:
-			s = fmt.Sprintf("Point Get on %s (primary key %s)", p.Table.Name, keyCols(p.Table, len(p.Eq), false))
+			s = fmt.Sprintf("Point Get on %s (%s %s)", p.Table.Name, key, keyCols(p.Table, p.KeyIndex(), len(p.Eq), false))
 		case RangeScan:
-			s = fmt.Sprintf("Range Scan on %s (primary key %s)", p.Table.Name, keyCols(p.Table, len(p.Eq), p.Lo != nil || p.Hi != nil))
+			s = fmt.Sprintf("Range Scan on %s (%s %s)", p.Table.Name, key, keyCols(p.Table, p.KeyIndex(), len(p.Eq), p.Lo != nil || p.Hi != nil))
 		default:
 			s = "Full Scan on " + p.Table.Name
 			if p.Table.Virtual != nil {
@@ -69,7 +73,7 @@ func describe(p Plan) string {
 	case *Join:
 		switch {
 		case p.Lookup:
-			return p.Kind.String() + " Lookup Join (index nested loop on the right table's primary key)"
+			return p.Kind.String() + " Lookup Join (index nested loop into the right table)"
 		case len(p.LeftKeys) > 0:
 			return fmt.Sprintf("%s Hash Join (%d key%s)", p.Kind, len(p.LeftKeys), plural(len(p.LeftKeys)))
 		}
@@ -120,9 +124,9 @@ func describe(p Plan) string {
 
 // keyCols names the fixed key columns and the ranged one: "id = $" or
 // "a = $, b in a range".
-func keyCols(t *catalog.Table, fixed int, ranged bool) string {
+func keyCols(t *catalog.Table, idx *catalog.Index, fixed int, ranged bool) string {
 	name := func(i int) string {
-		id := t.Primary.Columns[i].Column
+		id := idx.Columns[i].Column
 		for _, c := range t.Columns {
 			if c.ID == id {
 				return c.Name
@@ -131,10 +135,10 @@ func keyCols(t *catalog.Table, fixed int, ranged bool) string {
 		return "?"
 	}
 	var parts []string
-	for i := 0; i < fixed && i < len(t.Primary.Columns); i++ {
+	for i := 0; i < fixed && i < len(idx.Columns); i++ {
 		parts = append(parts, name(i)+" = …")
 	}
-	if ranged && fixed < len(t.Primary.Columns) {
+	if ranged && fixed < len(idx.Columns) {
 		parts = append(parts, name(fixed)+" in a range")
 	}
 	if len(parts) == 0 {

@@ -191,7 +191,7 @@ func (b *Builder) placeConjunct(j *Join, c expr.Expr) bool {
 func (b *Builder) rechoose(p Plan) {
 	switch x := p.(type) {
 	case *Scan:
-		x.Kind, x.Eq, x.Lo, x.Hi = FullScan, nil, nil, nil
+		x.Kind, x.Index, x.Eq, x.Lo, x.Hi = FullScan, nil, nil, nil, nil
 		if x.Filter != nil {
 			b.chooseScan(x)
 		}

@@ -70,6 +70,9 @@ type Bound struct {
 // Scan reads rows of a table; its columns are the table's, in order.
 type Scan struct {
 	Table *catalog.Table
+	// Index is the secondary index read (its entries lead to the rows);
+	// nil for the primary key.
+	Index *catalog.Index
 	Kind  ScanKind
 	// Eq fixes the first len(Eq) primary key columns (all of them for a
 	// point read).
@@ -83,6 +86,14 @@ type Scan struct {
 	// Limit stops the scan after this many rows pass the filter (0: none);
 	// set when nothing above needs more.
 	Limit int64
+}
+
+// KeyIndex is the index whose key the scan's Eq, Lo and Hi bound.
+func (s *Scan) KeyIndex() *catalog.Index {
+	if s.Index != nil {
+		return s.Index
+	}
+	return &s.Table.Primary
 }
 
 func (s *Scan) Columns() []Column {

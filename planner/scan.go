@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/expr"
 )
 
@@ -80,34 +81,65 @@ func (b *Builder) chooseScan(s *Scan) {
 		}
 		return -1
 	}
-	for _, ic := range s.Table.Primary.Columns {
-		col := pos(uint32(ic.Column))
-		var eq expr.Expr
-		var lo, hi *Bound
-		for _, c := range byCol[col] {
-			switch c.op {
-			case "=":
-				eq = c.val
-			case ">", ">=":
-				lo = &Bound{E: c.val, Inclusive: c.op == ">="}
-			case "<", "<=":
-				hi = &Bound{E: c.val, Inclusive: c.op == "<="}
+	// keyed fixes a prefix of idx's columns and maybe a range on the next.
+	keyed := func(idx *catalog.Index) (eqs []expr.Expr, lo, hi *Bound) {
+		for _, ic := range idx.Columns {
+			col := pos(uint32(ic.Column))
+			var eq expr.Expr
+			var l, h *Bound
+			for _, c := range byCol[col] {
+				switch c.op {
+				case "=":
+					eq = c.val
+				case ">", ">=":
+					l = &Bound{E: c.val, Inclusive: c.op == ">="}
+				case "<", "<=":
+					h = &Bound{E: c.val, Inclusive: c.op == "<="}
+				}
 			}
+			if eq != nil {
+				eqs = append(eqs, eq)
+				continue
+			}
+			return eqs, l, h
 		}
-		if eq != nil {
-			s.Eq = append(s.Eq, eq)
-			continue
-		}
-		if lo != nil || hi != nil {
-			s.Lo, s.Hi = lo, hi
-			s.Kind = RangeScan
-		}
-		break
+		return eqs, nil, nil
 	}
+	// score ranks a choice: a whole unique key first, then more fixed
+	// columns, then a range.
+	score := func(idx *catalog.Index, eqs []expr.Expr, lo, hi *Bound) int {
+		n := len(eqs) * 4
+		if lo != nil || hi != nil {
+			n += 2
+		}
+		if (idx == &s.Table.Primary || idx.Unique) && len(eqs) == len(idx.Columns) {
+			n += 1000
+		}
+		return n
+	}
+	best := &s.Table.Primary
+	eqs, lo, hi := keyed(best)
+	top := score(best, eqs, lo, hi)
+	for i := range s.Table.Indexes {
+		idx := &s.Table.Indexes[i]
+		e, l, h := keyed(idx)
+		// A secondary index costs a row read per entry: it must narrow
+		// the scan, and beat the primary key strictly.
+		if sc := score(idx, e, l, h); sc > top && (len(e) > 0 || l != nil || h != nil) {
+			best, eqs, lo, hi, top = idx, e, l, h, sc
+		}
+	}
+	if top == 0 {
+		return
+	}
+	if best != &s.Table.Primary {
+		s.Index = best
+	}
+	s.Eq, s.Lo, s.Hi = eqs, lo, hi
 	switch {
-	case len(s.Eq) == len(s.Table.Primary.Columns):
+	case (best == &s.Table.Primary || best.Unique) && len(eqs) == len(best.Columns):
 		s.Kind = PointRead
-	case len(s.Eq) > 0 && s.Kind != RangeScan:
+	default:
 		s.Kind = RangeScan
 	}
 }

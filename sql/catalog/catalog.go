@@ -58,6 +58,9 @@ type Column struct {
 	// Hidden columns (the rowid of a table without a primary key) are not
 	// part of SELECT *.
 	Hidden bool `json:"hidden,omitempty"`
+	// Missing, in text form, is the value rows written before the column
+	// was added read for it (ADD COLUMN … DEFAULT); nil for NULL.
+	Missing *string `json:"missing,omitempty"`
 }
 
 // Index is the primary or a secondary index.
@@ -105,7 +108,13 @@ func (t *Table) ColumnIndex(name string) int {
 func (t *Table) Record() *record.Table {
 	rt := &record.Table{ID: t.ID, Primary: record.Index{ID: t.Primary.ID, Columns: t.Primary.Columns}}
 	for _, c := range t.Columns {
-		rt.Columns = append(rt.Columns, record.Column{ID: c.ID, Name: c.Name, Kind: c.Type.Kind})
+		rc := record.Column{ID: c.ID, Name: c.Name, Kind: c.Type.Kind}
+		if c.Missing != nil {
+			if v, err := types.ParseText(c.Type, *c.Missing); err == nil {
+				rc.Missing = v
+			}
+		}
+		rt.Columns = append(rt.Columns, rc)
 	}
 	return rt
 }
@@ -388,6 +397,18 @@ func (c *Catalog) DropTable(ctx context.Context, txn kvcluster.Txn, t *Table) er
 		}
 	}
 	return txn.Delete(ctx, c.nameKey(tablesTableID, t.Name))
+}
+
+// RenameTable moves t's descriptor to a new name.
+func (c *Catalog) RenameTable(ctx context.Context, txn kvcluster.Txn, t *Table, name string) error {
+	c.writingDescriptors(txn)
+	if err := txn.Delete(ctx, c.nameKey(tablesTableID, t.Name)); err != nil {
+		return err
+	}
+	nt := *t
+	nt.Name = name
+	nt.Version++
+	return c.put(ctx, txn, &nt)
 }
 
 // ClearTable deletes every row and index entry of t.

@@ -36,14 +36,55 @@ func (s *Session) alterTable(ctx context.Context, st *pg.AlterTableStmt, w Resul
 	if err := s.mustOwn(t); err != nil {
 		return err
 	}
+	cur := t
 	for _, n := range st.Cmds {
 		cmd := n.GetAlterTableCmd()
-		c := cmd.Def.GetConstraint()
-		if cmd.Subtype != pg.AlterTableType_AT_AddConstraint || c == nil || c.Contype != pg.ConstrType_CONSTR_PRIMARY {
+		var nt *catalog.Table
+		switch cmd.Subtype {
+		case pg.AlterTableType_AT_AddColumn:
+			nt, err = s.addColumn(ctx, cur, cmd.Def.GetColumnDef(), cmd.MissingOk, w)
+		case pg.AlterTableType_AT_DropColumn:
+			nt, err = s.dropColumn(ctx, cur, cmd.Name, cmd.MissingOk, w)
+		case pg.AlterTableType_AT_SetNotNull, pg.AlterTableType_AT_DropNotNull:
+			nt, err = s.setNotNull(ctx, cur, cmd.Name, cmd.Subtype == pg.AlterTableType_AT_SetNotNull)
+		case pg.AlterTableType_AT_ColumnDefault:
+			nt, err = s.setDefault(ctx, cur, cmd.Name, cmd.Def)
+		case pg.AlterTableType_AT_DropConstraint:
+			nt, err = s.dropConstraint(ctx, cur, cmd.Name, cmd.MissingOk, w)
+		case pg.AlterTableType_AT_AddConstraint:
+			c := cmd.Def.GetConstraint()
+			switch {
+			case c != nil && c.Contype == pg.ConstrType_CONSTR_PRIMARY:
+				if err := s.addPrimaryKey(ctx, cur, planner.Names(c.Keys), c.Conname); err != nil {
+					return err
+				}
+				if cur, _, err = s.cat.Table(ctx, s.txn, cur.Name); err != nil {
+					return err
+				}
+				continue
+			case c != nil && c.Contype == pg.ConstrType_CONSTR_UNIQUE:
+				if c.Conname != "" && indexByName(cur, c.Conname) >= 0 {
+					return pgerror.New(pgerror.CodeDuplicateTable, "relation %q already exists", c.Conname)
+				}
+				nt, err = s.addIndex(ctx, cur, c.Conname, c.Keys, true, "key")
+			default:
+				kind := "this constraint"
+				if c != nil {
+					kind = strings.ToLower(strings.TrimPrefix(c.Contype.String(), "CONSTR_")) + " constraints"
+				}
+				return pgerror.Unsupported("ALTER TABLE … ADD " + kind)
+			}
+		default:
 			return pgerror.Unsupported("ALTER TABLE " + strings.ToUpper(strings.TrimPrefix(cmd.Subtype.String(), "AT_")))
 		}
-		if err := s.addPrimaryKey(ctx, t, planner.Names(c.Keys), c.Conname); err != nil {
+		if err != nil {
 			return err
+		}
+		if nt != cur {
+			if err := s.cat.UpdateTable(ctx, s.txn, nt); err != nil {
+				return err
+			}
+			cur = nt
 		}
 	}
 	return w.Complete("ALTER TABLE")

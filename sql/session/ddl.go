@@ -39,6 +39,12 @@ func (s *Session) createTable(ctx context.Context, st *pg.CreateStmt, w ResultWr
 }
 
 func (s *Session) drop(ctx context.Context, st *pg.DropStmt, w ResultWriter) error {
+	if st.RemoveType == pg.ObjectType_OBJECT_INDEX {
+		if st.Concurrent {
+			return pgerror.Unsupported("DROP INDEX CONCURRENTLY")
+		}
+		return s.dropIndex(ctx, st, w)
+	}
 	if st.RemoveType != pg.ObjectType_OBJECT_TABLE {
 		return pgerror.Unsupported("DROP " + strings.TrimPrefix(st.RemoveType.String(), "OBJECT_"))
 	}

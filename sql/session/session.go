@@ -356,6 +356,10 @@ func (s *Session) dispatch(ctx context.Context, stmt *pg.Node, paramTypes []type
 		return s.grant(ctx, x.GrantStmt, w)
 	case *pg.Node_ExplainStmt:
 		return s.explain(ctx, x.ExplainStmt, paramTypes, w)
+	case *pg.Node_IndexStmt:
+		return s.createIndex(ctx, x.IndexStmt, w)
+	case *pg.Node_RenameStmt:
+		return s.renameStmt(ctx, x.RenameStmt, w)
 	}
 	return pgerror.Unsupported("statement " + statementName(stmt))
 }
