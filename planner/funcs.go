@@ -132,6 +132,9 @@ func (b *Builder) funcCall(f *pg.FuncCall, sc *scope) (expr.Expr, error) {
 	if e, err := b.libFunc(name, args, f.Location); e != nil || err != nil {
 		return e, err
 	}
+	if e, err := b.timeFunc(name, args, f.Location); e != nil || err != nil {
+		return e, err
+	}
 	switch name {
 	case "version":
 		if err := arity(0); err != nil {
