@@ -83,6 +83,9 @@ func (b *Builder) CreateTable(s *pg.CreateStmt) (*catalog.Table, error) {
 			if err != nil {
 				return nil, err
 			}
+			if typ.Kind == value.KindInterval {
+				return nil, posErr(pgerror.Unsupported("interval columns"), cd.Location)
+			}
 			col := catalog.Column{ID: t.NextColumnID, Name: cd.Colname, Type: typ, NotNull: cd.IsNotNull}
 			t.NextColumnID++
 			ns := Names(cd.TypeName.Names)

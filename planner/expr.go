@@ -680,6 +680,9 @@ func (b *Builder) aexpr(a *pg.A_Expr, sc *scope) (expr.Expr, error) {
 		}
 		return &expr.Compare{Op: op, L: l, R: r}, nil
 	case "+", "-", "*", "/", "%":
+		if e, ok, err := b.timeArith(op, l, r); ok {
+			return e, err
+		}
 		if e, ok, err := b.dateArith(op, l, r, a.Location); ok {
 			return e, err
 		}

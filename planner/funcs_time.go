@@ -314,3 +314,156 @@ func (b *Builder) dateArith(op string, l, r expr.Expr, loc int32) (expr.Expr, bo
 		return value.Date(n), nil
 	}}, true, nil
 }
+
+// addInterval adds iv to a timestamp's microseconds as PostgreSQL does:
+// months first (the day clamped to the month's end), then days, then time.
+func addInterval(us int64, iv value.Interval, sign int64) (int64, error) {
+	if us == math.MinInt64 || us == math.MaxInt64 {
+		return us, nil
+	}
+	t := value.Epoch.Add(time.Duration(us) * time.Microsecond)
+	if iv.Months != 0 {
+		y, mo, d := t.Date()
+		total := int64(y)*12 + int64(mo-1) + sign*int64(iv.Months)
+		ny, nm := int(floorDiv64(total, 12)), time.Month(total-floorDiv64(total, 12)*12+1)
+		last := time.Date(ny, nm+1, 0, 0, 0, 0, 0, time.UTC).Day()
+		if d > last {
+			d = last
+		}
+		h, mi, sec := t.Clock()
+		t = time.Date(ny, nm, d, h, mi, sec, t.Nanosecond(), time.UTC)
+	}
+	t = t.AddDate(0, 0, int(sign*int64(iv.Days)))
+	out := t.Sub(value.Epoch).Microseconds() + sign*iv.Micros
+	if t.Year() > 294276 || t.Year() < -4713 {
+		return 0, pgerror.New(pgerror.CodeDatetimeFieldOverflow, "timestamp out of range")
+	}
+	return out, nil
+}
+
+func floorDiv64(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// timeArith plans timestamp ± interval, date ± interval, interval +
+// timestamp, timestamp - timestamp, interval ± interval and interval
+// × or ÷ a number; ok is false for other operands.
+func (b *Builder) timeArith(op string, l, r expr.Expr) (expr.Expr, bool, error) {
+	kind := func(e expr.Expr) value.Kind { return e.Type().Kind }
+	isTS := func(e expr.Expr) bool { return kind(e) == value.KindTimestamp || kind(e) == value.KindTimestampTZ }
+	isIv := func(e expr.Expr) bool { return kind(e) == value.KindInterval }
+	var err error
+	fn := func(t types.T, f func(a, c value.Value) (value.Value, error)) (expr.Expr, bool, error) {
+		return &expr.Func{Name: op, Args: []expr.Expr{l, r}, T: t, Strict: true, Fn: func(_ *expr.Env, a []value.Value) (value.Value, error) {
+			return f(a[0], a[1])
+		}}, true, nil
+	}
+	tsOf := func(v value.Value) int64 {
+		switch x := v.(type) {
+		case value.Timestamp:
+			return int64(x)
+		case value.TimestampTZ:
+			return int64(x)
+		}
+		return 0
+	}
+	mk := func(t types.T, us int64) value.Value {
+		if t.Kind == value.KindTimestampTZ {
+			return value.TimestampTZ(us)
+		}
+		return value.Timestamp(us)
+	}
+	switch {
+	case (op == "+" || op == "-") && (isTS(l) || kind(l) == value.KindDate) && (isIv(r) || isUnknown(r) && op == "+"):
+		if isUnknown(r) {
+			if r, err = b.coerce(r, types.Interval, "operand"); err != nil {
+				return nil, true, err
+			}
+		}
+		t := l.Type()
+		if kind(l) == value.KindDate {
+			if l, err = b.coerce(l, types.Timestamp, "operand"); err != nil {
+				return nil, true, err
+			}
+			t = types.Timestamp
+		}
+		t.Precision = 0
+		sign := int64(1)
+		if op == "-" {
+			sign = -1
+		}
+		return fn(t, func(a, c value.Value) (value.Value, error) {
+			us, err := addInterval(tsOf(a), c.(value.Interval), sign)
+			return mk(t, us), err
+		})
+	case op == "+" && isIv(l) && (isTS(r) || kind(r) == value.KindDate):
+		l, r = r, l
+		return b.timeArith(op, l, r)
+	case op == "-" && isTS(l) && (isTS(r) || isUnknown(r)):
+		if r, err = b.coerce(r, l.Type(), "operand"); err != nil {
+			return nil, true, err
+		}
+		return fn(types.Interval, func(a, c value.Value) (value.Value, error) {
+			x, y := tsOf(a), tsOf(c)
+			if x == math.MinInt64 || x == math.MaxInt64 || y == math.MinInt64 || y == math.MaxInt64 {
+				return nil, pgerror.New(pgerror.CodeDatetimeFieldOverflow, "cannot subtract infinite timestamps")
+			}
+			return justifyHours(value.Interval{Micros: x - y}), nil
+		})
+	case (op == "+" || op == "-") && isIv(l) && (isIv(r) || isUnknown(r)):
+		if r, err = b.coerce(r, types.Interval, "operand"); err != nil {
+			return nil, true, err
+		}
+		sign := int64(1)
+		if op == "-" {
+			sign = -1
+		}
+		return fn(types.Interval, func(a, c value.Value) (value.Value, error) {
+			x, y := a.(value.Interval), c.(value.Interval)
+			return value.Interval{Months: x.Months + int32(sign)*y.Months, Days: x.Days + int32(sign)*y.Days, Micros: x.Micros + sign*y.Micros}, nil
+		})
+	case (op == "*" || op == "/") && isIv(l) && numericRank(r.Type()) > 0, op == "*" && isIv(r) && numericRank(l.Type()) > 0:
+		if isIv(r) {
+			l, r = r, l
+		}
+		if r, err = b.coerce(r, types.Float8, "operand"); err != nil {
+			return nil, true, err
+		}
+		return fn(types.Interval, func(a, c value.Value) (value.Value, error) {
+			f := float64(c.(value.Float))
+			if op == "/" {
+				if f == 0 {
+					return nil, pgerror.New(pgerror.CodeDivisionByZero, "division by zero")
+				}
+				f = 1 / f
+			}
+			iv := a.(value.Interval)
+			m := float64(iv.Months) * f
+			d := float64(iv.Days)*f + (m-math.Trunc(m))*30
+			us := float64(iv.Micros)*f + (d-math.Trunc(d))*864e8
+			return value.Interval{Months: int32(m), Days: int32(d), Micros: int64(math.Round(us))}, nil
+		})
+	}
+	return nil, false, nil
+}
+
+// justifyHours moves whole days of time into days, as timestamp
+// subtraction does.
+func justifyHours(iv value.Interval) value.Interval {
+	const day = 86_400_000_000
+	whole := iv.Micros / day
+	iv.Micros -= whole * day
+	iv.Days += int32(whole)
+	if iv.Days > 0 && iv.Micros < 0 {
+		iv.Micros += day
+		iv.Days--
+	} else if iv.Days < 0 && iv.Micros > 0 {
+		iv.Micros -= day
+		iv.Days++
+	}
+	return iv
+}

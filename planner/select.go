@@ -467,7 +467,7 @@ var castNames = map[string]string{
 	"int": "int4", "integer": "int4", "smallint": "int2", "bigint": "int8",
 	"real": "float4", "float": "float8", "double precision": "float8",
 	"boolean": "bool", "varchar": "varchar", "decimal": "numeric",
-	"timestamptz": "timestamptz", "char": "bpchar",
+	"timestamptz": "timestamptz", "char": "bpchar", "interval": "interval",
 }
 
 // tableOf resolves a RangeVar to a table.

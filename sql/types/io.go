@@ -91,6 +91,8 @@ func parseText(t T, s string) (value.Value, error) {
 		return parseTimestamp(t, s)
 	case OIDUUID:
 		return parseUUID(s)
+	case OIDInterval:
+		return ParseInterval(s)
 	case OIDJSONB:
 		b, err := NormalizeJSON([]byte(s))
 		if err != nil {
@@ -405,6 +407,10 @@ func AppendBinary(b []byte, t T, v value.Value) []byte {
 		return append(b, v[:]...)
 	case value.JSONB:
 		return append(append(b, 1), v...)
+	case value.Interval:
+		b = binary.BigEndian.AppendUint64(b, uint64(v.Micros))
+		b = binary.BigEndian.AppendUint32(b, uint32(v.Days))
+		return binary.BigEndian.AppendUint32(b, uint32(v.Months))
 	}
 	return AppendText(b, t, v)
 }
@@ -492,6 +498,11 @@ func parseBinary(t T, b []byte) (value.Value, error) {
 			return nil, invalidBinary(t)
 		}
 		return parseText(t, string(b[1:]))
+	case OIDInterval:
+		if err := need(16); err != nil {
+			return nil, err
+		}
+		return value.Interval{Micros: int64(binary.BigEndian.Uint64(b)), Days: int32(binary.BigEndian.Uint32(b[8:])), Months: int32(binary.BigEndian.Uint32(b[12:]))}, nil
 	}
 	return nil, pgerror.New(pgerror.CodeFeatureNotSupported, "binary input of type %s is not supported", t)
 }

@@ -34,6 +34,7 @@ const (
 	OIDNumeric     uint32 = 1700
 	OIDUUID        uint32 = 2950
 	OIDJSONB       uint32 = 3802
+	OIDInterval    uint32 = 1186
 )
 
 // T is a SQL type with its modifiers.
@@ -65,6 +66,7 @@ var (
 	TimestampTZ = T{OID: OIDTimestampTZ, Kind: value.KindTimestampTZ}
 	UUID        = T{OID: OIDUUID, Kind: value.KindUUID}
 	JSONB       = T{OID: OIDJSONB, Kind: value.KindJSONB}
+	Interval    = T{OID: OIDInterval, Kind: value.KindInterval}
 	// Unknown is the type of an untyped literal or parameter until
 	// context decides it.
 	Unknown = T{OID: OIDUnknown, Kind: value.KindText}
@@ -75,7 +77,7 @@ var names = map[uint32]string{
 	OIDFloat4: "real", OIDFloat8: "double precision", OIDNumeric: "numeric", OIDText: "text",
 	OIDVarchar: "character varying", OIDBpchar: "character", OIDName: "name", OIDDate: "date",
 	OIDTimestamp: "timestamp without time zone", OIDTimestampTZ: "timestamp with time zone",
-	OIDUUID: "uuid", OIDJSONB: "jsonb", OIDUnknown: "unknown", OIDOID: "oid",
+	OIDUUID: "uuid", OIDJSONB: "jsonb", OIDInterval: "interval", OIDUnknown: "unknown", OIDOID: "oid",
 }
 
 // String is the type's name as PostgreSQL's format_type prints it.
@@ -92,7 +94,7 @@ func (t T) String() string {
 
 // ByOID returns the unmodified type with oid.
 func ByOID(oid uint32) (T, bool) {
-	for _, t := range []T{Bool, Bytea, Int2, Int4, Int8, Float4, Float8, Numeric, Text, Varchar, Bpchar, Name, Date, Timestamp, TimestampTZ, UUID, JSONB, Unknown} {
+	for _, t := range []T{Bool, Bytea, Int2, Int4, Int8, Float4, Float8, Numeric, Text, Varchar, Bpchar, Name, Date, Timestamp, TimestampTZ, UUID, JSONB, Interval, Unknown} {
 		if t.OID == oid {
 			return t, true
 		}
@@ -180,6 +182,8 @@ func Resolve(name string, mods []int32) (T, error) {
 		t = UUID
 	case "jsonb":
 		t = JSONB
+	case "interval":
+		t = Interval
 	default:
 		return T{}, pgerror.New(pgerror.CodeUndefinedObject, "type %q does not exist", name)
 	}
@@ -190,7 +194,7 @@ func Resolve(name string, mods []int32) (T, error) {
 				return T{}, pgerror.New(pgerror.CodeInvalidParameterValue, "length for type %s must be at least 1", names[t.OID])
 			}
 			t.Width = mods[0]
-		case OIDTimestamp, OIDTimestampTZ:
+		case OIDTimestamp, OIDTimestampTZ, OIDInterval:
 			// Precision modifiers are accepted; microseconds are kept.
 		default:
 			return T{}, pgerror.New(pgerror.CodeSyntaxError, "type modifier is not allowed for type %q", names[t.OID])

@@ -40,7 +40,7 @@ const (
 	KindJSONB
 )
 
-var kindNames = [...]string{"null", "bool", "int", "float", "numeric", "text", "bytes", "date", "timestamp", "timestamptz", "uuid", "jsonb"}
+var kindNames = [...]string{"null", "bool", "int", "float", "numeric", "text", "bytes", "date", "timestamp", "timestamptz", "uuid", "jsonb", "interval"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -225,6 +225,8 @@ func Compare(a, b Value) int {
 		return cmp.Compare(a, b.(Timestamp))
 	case TimestampTZ:
 		return cmp.Compare(a, b.(TimestampTZ))
+	case Interval:
+		return compareInterval(a, b.(Interval))
 	case UUID:
 		bu := b.(UUID)
 		return bytes.Compare(a[:], bu[:])
