@@ -57,7 +57,14 @@ func (rt *Runtime) hold(row []value.Value, extra int64) error {
 func runDistinct(rt *Runtime, p *planner.Distinct, emit Emit) error {
 	seen := map[string]bool{}
 	return run(rt, p.Input, func(row []value.Value) error {
-		k := groupKey(row)
+		key := row
+		if p.Keys != nil {
+			key = make([]value.Value, len(p.Keys))
+			for i, c := range p.Keys {
+				key[i] = row[c]
+			}
+		}
+		k := groupKey(key)
 		if seen[k] {
 			return nil
 		}

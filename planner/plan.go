@@ -229,6 +229,9 @@ func (d *Delete) Columns() []Column { return d.RetCols }
 // are equal when every column is equal, NULLs equal to NULLs.
 type Distinct struct {
 	Input Plan
+	// Keys, for DISTINCT ON, are the columns that make rows the same (the
+	// first row of each group passes); nil means every column.
+	Keys []int
 }
 
 func (d *Distinct) Columns() []Column { return d.Input.Columns() }

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -26,11 +27,13 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 		return b.setOp(s)
 	}
 	distinct := len(s.DistinctClause) > 0
+	var distinctOn []*pg.Node
+	if distinct && (len(s.DistinctClause) > 1 || s.DistinctClause[0] != nil && s.DistinctClause[0].Node != nil) {
+		distinctOn = s.DistinctClause
+	}
 	switch {
 	case s.IntoClause != nil:
 		return nil, pgerror.Unsupported("SELECT INTO")
-	case distinct && (len(s.DistinctClause) > 1 || s.DistinctClause[0] != nil && s.DistinctClause[0].Node != nil):
-		return nil, pgerror.Unsupported("SELECT DISTINCT ON")
 	case len(s.WindowClause) > 0:
 		return nil, pgerror.Unsupported("WINDOW")
 	case len(s.LockingClause) > 0:
@@ -274,8 +277,49 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 			plan = &Filter{Input: plan, Cond: having}
 		}
 	}
+	// DISTINCT ON (…): the first row of each group in ORDER BY's order.
+	var onKeys []int
+	for _, n := range distinctOn {
+		idx := -1
+		if c := n.GetAConst(); c != nil && c.GetIval() != nil {
+			if k := int(c.GetIval().Ival); k >= 1 && k <= visible {
+				idx = k - 1
+			} else {
+				return nil, posErr(pgerror.New(pgerror.CodeInvalidColumnReference, "SELECT DISTINCT ON position %d is not in select list", k), c.Location)
+			}
+		} else if cr := n.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetString_() != nil {
+			for i := 0; i < visible; i++ {
+				if cols[i].Name == strNode(cr.Fields[0]) {
+					idx = i
+					break
+				}
+			}
+		}
+		if idx < 0 {
+			e, err := b.expr(n, outScope)
+			if err != nil {
+				return nil, err
+			}
+			exprs = append(exprs, e)
+			cols = append(cols, Column{Name: "?distinct?", Type: e.Type()})
+			idx = len(exprs) - 1
+		}
+		onKeys = append(onKeys, idx)
+	}
+	if len(onKeys) > 0 && len(keys) > 0 {
+		// The leading ORDER BY keys must be the DISTINCT ON expressions.
+		lead := map[string]bool{}
+		for i := 0; i < len(onKeys) && i < len(keys); i++ {
+			lead[nodeKeyOfCol(exprs, keys[i].E)] = true
+		}
+		for _, k := range onKeys {
+			if len(keys) < len(onKeys) || !lead[nodeKeyOfCol(exprs, &expr.Col{Idx: k})] {
+				return nil, pgerror.New(pgerror.CodeInvalidColumnReference, "SELECT DISTINCT ON expressions must match initial ORDER BY expressions")
+			}
+		}
+	}
 	plan = &Project{Input: plan, Exprs: exprs, Cols: cols}
-	if distinct {
+	if distinct && len(onKeys) == 0 {
 		if len(exprs) > visible {
 			return nil, pgerror.New(pgerror.CodeInvalidColumnReference, "for SELECT DISTINCT, ORDER BY expressions must appear in select list")
 		}
@@ -283,6 +327,9 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	}
 	if len(keys) > 0 {
 		plan = &Sort{Input: plan, Keys: keys}
+	}
+	if len(onKeys) > 0 {
+		plan = &Distinct{Input: plan, Keys: onKeys}
 	}
 	if s.LimitCount != nil || s.LimitOffset != nil {
 		l := &Limit{Input: plan}
@@ -495,4 +542,18 @@ func (b *Builder) tableOf(rv *pg.RangeVar) (*catalog.Table, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// nodeKeyOfCol identifies the output expression a sort or DISTINCT ON key
+// column stands for, so that the same expression at two positions
+// matches.
+func nodeKeyOfCol(exprs []expr.Expr, e expr.Expr) string {
+	c, ok := e.(*expr.Col)
+	if !ok || c.Idx >= len(exprs) {
+		return fmt.Sprintf("%p", e)
+	}
+	if inner, ok := exprs[c.Idx].(*expr.Col); ok {
+		return fmt.Sprintf("col%d", inner.Idx)
+	}
+	return fmt.Sprintf("expr%d", c.Idx)
 }
