@@ -249,9 +249,6 @@ func (b *Builder) fromItem(n *pg.Node) (*fromItem, error) {
 
 // joinExpr plans an explicit JOIN.
 func (b *Builder) joinExpr(je *pg.JoinExpr) (*fromItem, error) {
-	if je.IsNatural {
-		return nil, pgerror.Unsupported("NATURAL JOIN")
-	}
 	if je.Alias != nil {
 		return nil, pgerror.Unsupported("an alias on a JOIN")
 	}
@@ -275,7 +272,18 @@ func (b *Builder) joinExpr(je *pg.JoinExpr) (*fromItem, error) {
 	default:
 		return nil, pgerror.Unsupported("join type " + je.Jointype.String())
 	}
-	return b.join(kind, l, r, je.Quals, je.UsingClause)
+	using := je.UsingClause
+	if je.IsNatural {
+		// NATURAL: USING every column name both sides have.
+		using = nil
+		for _, i := range l.sc.star() {
+			name := l.sc.cols[i].Name
+			if _, err := r.sc.resolveColumn([]string{name}, -1); err == nil {
+				using = append(using, pg.MakeStrNode(name))
+			}
+		}
+	}
+	return b.join(kind, l, r, je.Quals, using)
 }
 
 // join plans l JOIN r ON quals (or USING using; cross is a CROSS JOIN or
