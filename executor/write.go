@@ -388,30 +388,40 @@ func collectJoined(rt *Runtime, src planner.Plan, t *catalog.Table) ([][]value.V
 	if err != nil {
 		return nil, err
 	}
-	lt, ok := rt.Txn.(kvcluster.LockingTxn)
-	if !ok {
-		return rows, nil
-	}
 	out := rows[:0]
 	for _, row := range rows {
-		key, _, err := rec.EncodeRow(rt.Codec, row[:nt])
+		target, _, found, err := lockLatest(rt, rec, row[:nt])
 		if err != nil {
 			return nil, err
 		}
-		latest, found, err := lt.LockForUpdate(rt.Ctx, key)
-		if err != nil {
-			return nil, err
+		if found {
+			out = append(out, concatRow(target, row[nt:]))
 		}
-		if !found {
-			continue // deleted since the snapshot
-		}
-		target, err := rec.DecodeRow(rt.Codec, key, latest)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, concatRow(target, row[nt:]))
 	}
 	return out, nil
+}
+
+// lockLatest locks a row for update (when the transaction can) and
+// returns its latest committed version, whether that differs from row,
+// and whether it still exists.
+func lockLatest(rt *Runtime, rec *record.Table, row []value.Value) ([]value.Value, bool, bool, error) {
+	lt, ok := rt.Txn.(kvcluster.LockingTxn)
+	if !ok {
+		return row, false, true, nil
+	}
+	key, val, err := rec.EncodeRow(rt.Codec, row)
+	if err != nil {
+		return nil, false, false, err
+	}
+	latest, found, err := lt.LockForUpdate(rt.Ctx, key)
+	if err != nil || !found {
+		return nil, false, false, err // deleted since the snapshot
+	}
+	if bytes.Equal(latest, val) {
+		return row, false, true, nil
+	}
+	row, err = rec.DecodeRow(rt.Codec, key, latest)
+	return row, true, err == nil, err
 }
 
 func collect(rt *Runtime, s *planner.Scan) ([][]value.Value, error) {
@@ -423,36 +433,24 @@ func collect(rt *Runtime, s *planner.Scan) ([][]value.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	lt, ok := rt.Txn.(kvcluster.LockingTxn)
-	if !ok {
-		return rows, nil
-	}
 	rec := s.Table.Record()
 	out := rows[:0]
 	for _, row := range rows {
-		key, val, err := rec.EncodeRow(rt.Codec, row)
-		if err != nil {
-			return nil, err
-		}
-		latest, found, err := lt.LockForUpdate(rt.Ctx, key)
+		row, changed, found, err := lockLatest(rt, rec, row)
 		if err != nil {
 			return nil, err
 		}
 		if !found {
-			continue // deleted since the snapshot
+			continue
 		}
-		if !bytes.Equal(latest, val) {
-			if row, err = rec.DecodeRow(rt.Codec, key, latest); err != nil {
+		if changed && s.Filter != nil {
+			// The row changed since the snapshot: it must still match.
+			ok, err := rt.eval(s.Filter, row)
+			if err != nil {
 				return nil, err
 			}
-			if s.Filter != nil {
-				ok, err := rt.eval(s.Filter, row)
-				if err != nil {
-					return nil, err
-				}
-				if !expr.Truthy(ok) {
-					continue
-				}
+			if !expr.Truthy(ok) {
+				continue
 			}
 		}
 		out = append(out, row)

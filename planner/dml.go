@@ -374,39 +374,8 @@ func (b *Builder) Update(s *pg.UpdateStmt) (Plan, error) {
 	}
 	t := u.Table
 	var err error
-	seen := map[int]bool{}
-	for _, n := range s.TargetList {
-		rt := n.GetResTarget()
-		if len(rt.Indirection) > 0 {
-			return nil, posErr(pgerror.Unsupported("UPDATE of subfields or array elements"), rt.Location)
-		}
-		if rt.Val.GetMultiAssignRef() != nil {
-			return nil, posErr(pgerror.Unsupported("UPDATE … SET (a, b) = …"), rt.Location)
-		}
-		i, err := writableColumn(t, rt.Name)
-		if err != nil {
-			return nil, posErr(err.(*pgerror.Error), rt.Location)
-		}
-		if seen[i] {
-			return nil, posErr(pgerror.New(pgerror.CodeDuplicateColumn, "multiple assignments to same column %q", rt.Name), rt.Location)
-		}
-		seen[i] = true
-		var e expr.Expr
-		if rt.Val.GetSetToDefault() != nil {
-			e, err = b.defaultExpr(t, t.Columns[i])
-		} else {
-			if hasAggregate(rt.Val) {
-				return nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in UPDATE")
-			}
-			if e, err = b.expr(rt.Val, sc); err == nil {
-				e, err = b.assign(e, t.Columns[i].Type, t.Columns[i].Name)
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
-		u.Targets = append(u.Targets, i)
-		u.Sets = append(u.Sets, e)
+	if u.Targets, u.Sets, err = b.setList(t, s.TargetList, sc, "UPDATE"); err != nil {
+		return nil, err
 	}
 	if len(s.ReturningList) > 0 {
 		if u.Returning, u.RetCols, err = b.returning(s.ReturningList, sc); err != nil {
@@ -530,31 +499,9 @@ func (b *Builder) conflictUpdate(t *catalog.Table, name string, oc *pg.OnConflic
 	for i := range t.Columns {
 		sc.unqualHidden[len(t.Columns)+i] = true
 	}
-	seen := map[int]bool{}
-	for _, n := range oc.TargetList {
-		rt := n.GetResTarget()
-		if len(rt.Indirection) > 0 || rt.Val.GetMultiAssignRef() != nil {
-			return nil, posErr(pgerror.Unsupported("this ON CONFLICT … SET form"), rt.Location)
-		}
-		i, err := writableColumn(t, rt.Name)
-		if err != nil {
-			return nil, posErr(err.(*pgerror.Error), rt.Location)
-		}
-		if seen[i] {
-			return nil, posErr(pgerror.New(pgerror.CodeDuplicateColumn, "multiple assignments to same column %q", rt.Name), rt.Location)
-		}
-		seen[i] = true
-		var e expr.Expr
-		if rt.Val.GetSetToDefault() != nil {
-			e, err = b.defaultExpr(t, t.Columns[i])
-		} else if e, err = b.expr(rt.Val, sc); err == nil {
-			e, err = b.assign(e, t.Columns[i].Type, t.Columns[i].Name)
-		}
-		if err != nil {
-			return nil, err
-		}
-		cu.Targets = append(cu.Targets, i)
-		cu.Sets = append(cu.Sets, e)
+	var err error
+	if cu.Targets, cu.Sets, err = b.setList(t, oc.TargetList, sc, "ON CONFLICT DO UPDATE"); err != nil {
+		return nil, err
 	}
 	if oc.WhereClause != nil {
 		w, err := b.boolean(oc.WhereClause, sc, "argument of WHERE")
@@ -564,4 +511,47 @@ func (b *Builder) conflictUpdate(t *catalog.Table, name string, oc *pg.OnConflic
 		cu.Where = w
 	}
 	return cu, nil
+}
+
+// setList plans an UPDATE's (or ON CONFLICT DO UPDATE's) SET list over
+// scope sc: the column positions set and their new values, DEFAULT
+// included.
+func (b *Builder) setList(t *catalog.Table, list []*pg.Node, sc *scope, what string) ([]int, []expr.Expr, error) {
+	var targets []int
+	var sets []expr.Expr
+	seen := map[int]bool{}
+	for _, n := range list {
+		rt := n.GetResTarget()
+		if len(rt.Indirection) > 0 {
+			return nil, nil, posErr(pgerror.Unsupported(what+" of subfields or array elements"), rt.Location)
+		}
+		if rt.Val.GetMultiAssignRef() != nil {
+			return nil, nil, posErr(pgerror.Unsupported(what+" … SET (a, b) = …"), rt.Location)
+		}
+		i, err := writableColumn(t, rt.Name)
+		if err != nil {
+			return nil, nil, posErr(err.(*pgerror.Error), rt.Location)
+		}
+		if seen[i] {
+			return nil, nil, posErr(pgerror.New(pgerror.CodeDuplicateColumn, "multiple assignments to same column %q", rt.Name), rt.Location)
+		}
+		seen[i] = true
+		var e expr.Expr
+		if rt.Val.GetSetToDefault() != nil {
+			e, err = b.defaultExpr(t, t.Columns[i])
+		} else {
+			if hasAggregate(rt.Val) {
+				return nil, nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in %s", what)
+			}
+			if e, err = b.expr(rt.Val, sc); err == nil {
+				e, err = b.assign(e, t.Columns[i].Type, t.Columns[i].Name)
+			}
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		targets = append(targets, i)
+		sets = append(sets, e)
+	}
+	return targets, sets, nil
 }

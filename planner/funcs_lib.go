@@ -56,8 +56,15 @@ func (b *Builder) libFunc(name string, args []expr.Expr, loc int32) (expr.Expr, 
 		if len(args) < 2 || len(args) > 3 {
 			return nil, notExist()
 		}
-		if err := texts1(b, args[:1]); err != nil {
-			return nil, err
+		if isUnknown(args[0]) {
+			c, err := b.coerce(args[0], types.Text, "argument")
+			if err != nil {
+				return nil, err
+			}
+			args[0] = c
+		}
+		if args[0].Type().Kind != value.KindText {
+			return nil, notExist()
 		}
 		for i := 1; i < len(args); i++ {
 			c, err := b.coerce(args[i], types.Int4, "argument")
@@ -241,22 +248,6 @@ func (b *Builder) libFunc(name string, args []expr.Expr, loc int32) (expr.Expr, 
 	return nil, nil
 }
 
-// texts1 makes args text, or fails as texts does.
-func texts1(b *Builder, args []expr.Expr) error {
-	for i := range args {
-		if isUnknown(args[i]) {
-			c, err := b.coerce(args[i], types.Text, "argument")
-			if err != nil {
-				return err
-			}
-			args[i] = c
-		}
-		if args[i].Type().Kind != value.KindText {
-			return pgerror.New(pgerror.CodeUndefinedFunction, "function substr(%s, ...) does not exist", args[i].Type())
-		}
-	}
-	return nil
-}
 
 // mathArg resolves the numeric argument i of round/ceil/floor/trunc as
 // PostgreSQL does: numeric stays numeric, floats and integers go to

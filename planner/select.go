@@ -248,15 +248,7 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 			cols = append(cols, Column{Name: "?sort?", Type: e.Type()})
 			idx = len(exprs) - 1
 		}
-		desc := sb.SortbyDir == pg.SortByDir_SORTBY_DESC
-		nullsFirst := desc
-		switch sb.SortbyNulls {
-		case pg.SortByNulls_SORTBY_NULLS_FIRST:
-			nullsFirst = true
-		case pg.SortByNulls_SORTBY_NULLS_LAST:
-			nullsFirst = false
-		}
-		keys = append(keys, SortKey{E: &expr.Col{Idx: idx, T: cols[idx].Type}, Desc: desc, NullsFirst: nullsFirst})
+		keys = append(keys, sortKey(sb, idx, cols[idx].Type))
 	}
 
 	var plan Plan = input
@@ -331,20 +323,9 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	if len(onKeys) > 0 {
 		plan = &Distinct{Input: plan, Keys: onKeys}
 	}
-	if s.LimitCount != nil || s.LimitOffset != nil {
-		l := &Limit{Input: plan}
-		var err error
-		if s.LimitCount != nil {
-			if l.Count, err = b.limitExpr(s.LimitCount, "LIMIT"); err != nil {
-				return nil, err
-			}
-		}
-		if s.LimitOffset != nil {
-			if l.Offset, err = b.limitExpr(s.LimitOffset, "OFFSET"); err != nil {
-				return nil, err
-			}
-		}
-		plan = l
+	plan, err := b.withLimit(plan, s)
+	if err != nil {
+		return nil, err
 	}
 	if len(exprs) > visible {
 		trim := &Project{Input: plan, Cols: cols[:visible]}
@@ -556,4 +537,38 @@ func nodeKeyOfCol(exprs []expr.Expr, e expr.Expr) string {
 		return fmt.Sprintf("col%d", inner.Idx)
 	}
 	return fmt.Sprintf("expr%d", c.Idx)
+}
+
+// sortKey is ORDER BY's key on output column idx, with PostgreSQL's NULL
+// placement (NULLS LAST ascending, FIRST descending, unless told).
+func sortKey(sb *pg.SortBy, idx int, t types.T) SortKey {
+	desc := sb.SortbyDir == pg.SortByDir_SORTBY_DESC
+	nullsFirst := desc
+	switch sb.SortbyNulls {
+	case pg.SortByNulls_SORTBY_NULLS_FIRST:
+		nullsFirst = true
+	case pg.SortByNulls_SORTBY_NULLS_LAST:
+		nullsFirst = false
+	}
+	return SortKey{E: &expr.Col{Idx: idx, T: t}, Desc: desc, NullsFirst: nullsFirst}
+}
+
+// withLimit adds a statement's LIMIT and OFFSET on top of plan.
+func (b *Builder) withLimit(plan Plan, s *pg.SelectStmt) (Plan, error) {
+	if s.LimitCount == nil && s.LimitOffset == nil {
+		return plan, nil
+	}
+	l := &Limit{Input: plan}
+	var err error
+	if s.LimitCount != nil {
+		if l.Count, err = b.limitExpr(s.LimitCount, "LIMIT"); err != nil {
+			return nil, err
+		}
+	}
+	if s.LimitOffset != nil {
+		if l.Offset, err = b.limitExpr(s.LimitOffset, "OFFSET"); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
 }

@@ -153,32 +153,10 @@ func (b *Builder) setOp(s *pg.SelectStmt) (Plan, error) {
 		} else {
 			return nil, pgerror.Unsupported("ORDER BY on an expression of a " + op + " result")
 		}
-		desc := sb.SortbyDir == pg.SortByDir_SORTBY_DESC
-		nullsFirst := desc
-		switch sb.SortbyNulls {
-		case pg.SortByNulls_SORTBY_NULLS_FIRST:
-			nullsFirst = true
-		case pg.SortByNulls_SORTBY_NULLS_LAST:
-			nullsFirst = false
-		}
-		keys = append(keys, SortKey{E: &expr.Col{Idx: idx, T: out.Cols[idx].Type}, Desc: desc, NullsFirst: nullsFirst})
+		keys = append(keys, sortKey(sb, idx, out.Cols[idx].Type))
 	}
 	if len(keys) > 0 {
 		plan = &Sort{Input: plan, Keys: keys}
 	}
-	if s.LimitCount != nil || s.LimitOffset != nil {
-		lim := &Limit{Input: plan}
-		if s.LimitCount != nil {
-			if lim.Count, err = b.limitExpr(s.LimitCount, "LIMIT"); err != nil {
-				return nil, err
-			}
-		}
-		if s.LimitOffset != nil {
-			if lim.Offset, err = b.limitExpr(s.LimitOffset, "OFFSET"); err != nil {
-				return nil, err
-			}
-		}
-		plan = lim
-	}
-	return plan, nil
+	return b.withLimit(plan, s)
 }
