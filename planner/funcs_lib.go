@@ -248,7 +248,6 @@ func (b *Builder) libFunc(name string, args []expr.Expr, loc int32) (expr.Expr, 
 	return nil, nil
 }
 
-
 // mathArg resolves the numeric argument i of round/ceil/floor/trunc as
 // PostgreSQL does: numeric stays numeric, floats and integers go to
 // double precision (its preferred numeric type), unknown literals too.
