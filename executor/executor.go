@@ -42,6 +42,8 @@ type Runtime struct {
 	// root is the statement's outermost runtime, for a subquery's.
 	root     *Runtime
 	subCache map[*expr.Subquery]*subqueryRows
+	// work holds each running recursive query's previous round.
+	work map[*planner.RecursiveCTE][][]value.Value
 }
 
 // Emit receives one output row; the slice is the callee's to keep.
@@ -155,6 +157,10 @@ func run(rt *Runtime, p planner.Plan, emit Emit) error {
 		return runDistinct(rt, p, emit)
 	case *planner.Join:
 		return runJoin(rt, p, emit)
+	case *planner.RecursiveCTE:
+		return runRecursive(rt, p, emit)
+	case *planner.WorkTable:
+		return runWorkTable(rt, p, emit)
 	case *planner.SetOp:
 		return runSetOp(rt, p, emit)
 	}

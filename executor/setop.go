@@ -223,3 +223,54 @@ func (rt *Runtime) rootRuntime() *Runtime {
 	}
 	return rt
 }
+
+// runRecursive runs WITH RECURSIVE: the initial rows, then rounds of the
+// step over the previous round's rows until one adds nothing. Every row
+// kept counts against the statement's memory limit, which also ends a
+// recursion that never would (53200).
+func runRecursive(rt *Runtime, p *planner.RecursiveCTE, emit Emit) error {
+	root := rt.rootRuntime()
+	seen := map[string]bool{}
+	var next [][]value.Value
+	keep := func(row []value.Value) error {
+		if !p.All {
+			k := groupKey(row)
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+		}
+		if err := rt.hold(row, 0); err != nil {
+			return err
+		}
+		next = append(next, row)
+		return emit(row)
+	}
+	if err := run(rt, p.Init, keep); err != nil {
+		return err
+	}
+	if root.work == nil {
+		root.work = map[*planner.RecursiveCTE][][]value.Value{}
+	}
+	for len(next) > 0 {
+		if err := rt.Ctx.Err(); err != nil {
+			return err
+		}
+		root.work[p], next = next, nil
+		if err := run(rt, p.Step, keep); err != nil {
+			return err
+		}
+	}
+	delete(root.work, p)
+	return nil
+}
+
+// runWorkTable emits the previous round of a recursive query.
+func runWorkTable(rt *Runtime, p *planner.WorkTable, emit Emit) error {
+	for _, row := range rt.rootRuntime().work[p.CTE] {
+		if err := emit(row); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -78,6 +78,10 @@ func describe(p Plan) string {
 			return fmt.Sprintf("%s Hash Join (%d key%s)", p.Kind, len(p.LeftKeys), plural(len(p.LeftKeys)))
 		}
 		return p.Kind.String() + " Nested Loop Join"
+	case *RecursiveCTE:
+		return "Recursive Union (" + p.Name + ")"
+	case *WorkTable:
+		return "WorkTable Scan on " + p.CTE.Name
 	case *Filter:
 		return "Filter"
 	case *Project:

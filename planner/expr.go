@@ -29,6 +29,10 @@ type Builder struct {
 	// planned, innermost last; subq the subqueries themselves.
 	outer []*scope
 	subq  []*expr.Subquery
+	// recursive marks WITH RECURSIVE queries; working holds the work
+	// table of the one whose step is being planned.
+	recursive map[*pg.CommonTableExpr]bool
+	working   map[*pg.CommonTableExpr]*WorkTable
 }
 
 // scope is the columns an expression may name.

@@ -247,6 +247,23 @@ type SetOp struct {
 
 func (s *SetOp) Columns() []Column { return s.Cols }
 
+// RecursiveCTE is WITH RECURSIVE's query: Init's rows, then Step's run
+// over the previous round's rows (its WorkTable) until a round adds none;
+// without All, rows already produced are dropped.
+type RecursiveCTE struct {
+	Name       string
+	Init, Step Plan
+	All        bool
+	Cols       []Column
+}
+
+func (r *RecursiveCTE) Columns() []Column { return r.Cols }
+
+// WorkTable is a recursive query's previous round, read by its step.
+type WorkTable struct{ CTE *RecursiveCTE }
+
+func (w *WorkTable) Columns() []Column { return w.CTE.Cols }
+
 // CommandTag is the tag a plan's CommandComplete carries, given the row
 // count.
 func CommandTag(p Plan) string {

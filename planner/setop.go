@@ -14,9 +14,6 @@ import (
 // where they are used (a WITH query used twice runs twice, which for the
 // read-only queries allowed here gives the same rows).
 func (b *Builder) with(wc *pg.WithClause) (func(), error) {
-	if wc.Recursive {
-		return nil, pgerror.Unsupported("WITH RECURSIVE")
-	}
 	outer := b.ctes
 	inner := make(map[string]*pg.CommonTableExpr, len(outer)+len(wc.Ctes))
 	for k, v := range outer {
@@ -31,6 +28,12 @@ func (b *Builder) with(wc *pg.WithClause) (func(), error) {
 		seen[cte.Ctename] = true
 		if cte.Ctequery.GetSelectStmt() == nil {
 			return nil, posErr(pgerror.Unsupported("data-modifying statements in WITH"), cte.Location)
+		}
+		if wc.Recursive {
+			if b.recursive == nil {
+				b.recursive = map[*pg.CommonTableExpr]bool{}
+			}
+			b.recursive[cte] = true
 		}
 		inner[cte.Ctename] = cte
 	}
@@ -71,6 +74,22 @@ func (b *Builder) subqueryFrom(from []*pg.Node) (Plan, string, error) {
 			if len(rv.Alias.Colnames) > 0 {
 				colnames = rv.Alias.Colnames
 			}
+		}
+		if wt, ok := b.working[cte]; ok {
+			// The recursive term reading its own WITH query: the rows of
+			// the previous round.
+			var p Plan = wt
+			if rv.Alias != nil && len(rv.Alias.Colnames) > 0 {
+				p = renameCols(p, rv.Alias.Colnames)
+			}
+			return p, name, nil
+		}
+		if b.recursive[cte] && selfReferencing(cte) {
+			p, err := b.recursiveCTE(cte)
+			if err != nil {
+				return nil, "", err
+			}
+			return p, name, nil
 		}
 	default:
 		return nil, "", nil
@@ -159,4 +178,102 @@ func (b *Builder) setOp(s *pg.SelectStmt) (Plan, error) {
 		plan = &Sort{Input: plan, Keys: keys}
 	}
 	return b.withLimit(plan, s)
+}
+
+// renameCols gives a plan's columns new names, in order.
+func renameCols(p Plan, names []*pg.Node) Plan {
+	cols := p.Columns()
+	pr := &Project{Input: p}
+	for i, c := range cols {
+		if i < len(names) {
+			c.Name = strNode(names[i])
+		}
+		pr.Exprs = append(pr.Exprs, &expr.Col{Idx: i, T: c.Type, Name: c.Name})
+		pr.Cols = append(pr.Cols, c)
+	}
+	return pr
+}
+
+// selfReferencing reports whether a WITH RECURSIVE query reads its own
+// name (otherwise it is an ordinary WITH query).
+func selfReferencing(cte *pg.CommonTableExpr) bool {
+	found := false
+	var walk func(n *pg.Node)
+	walk = func(n *pg.Node) {
+		if n == nil || found {
+			return
+		}
+		if rv := n.GetRangeVar(); rv != nil && rv.Schemaname == "" && rv.Relname == cte.Ctename {
+			found = true
+			return
+		}
+		switch x := n.Node.(type) {
+		case *pg.Node_SelectStmt:
+			if x.SelectStmt == nil {
+				return
+			}
+			walk(&pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: x.SelectStmt.Larg}})
+			walk(&pg.Node{Node: &pg.Node_SelectStmt{SelectStmt: x.SelectStmt.Rarg}})
+			for _, f := range x.SelectStmt.FromClause {
+				walk(f)
+			}
+			walk(x.SelectStmt.WhereClause)
+		case *pg.Node_JoinExpr:
+			walk(x.JoinExpr.Larg)
+			walk(x.JoinExpr.Rarg)
+		case *pg.Node_RangeSubselect:
+			walk(x.RangeSubselect.Subquery)
+		}
+	}
+	walk(cte.Ctequery)
+	return found
+}
+
+// recursiveCTE plans WITH RECURSIVE q AS (init UNION [ALL] step): init's
+// rows, then step's over the previous round's rows, until a round adds
+// none.
+func (b *Builder) recursiveCTE(cte *pg.CommonTableExpr) (Plan, error) {
+	sel := cte.Ctequery.GetSelectStmt()
+	if sel == nil || sel.Op != pg.SetOperation_SETOP_UNION || sel.Larg == nil || sel.Rarg == nil {
+		return nil, pgerror.New(pgerror.CodeInvalidRecursion, "recursive query %q does not have the form non-recursive-term UNION [ALL] recursive-term", cte.Ctename)
+	}
+	if len(sel.SortClause) > 0 || sel.LimitCount != nil || sel.LimitOffset != nil {
+		return nil, pgerror.Unsupported("ORDER BY or LIMIT in a recursive query")
+	}
+	init, err := b.Select(sel.Larg)
+	if err != nil {
+		return nil, err
+	}
+	if len(cte.Aliascolnames) > 0 {
+		if len(cte.Aliascolnames) > len(init.Columns()) {
+			return nil, pgerror.New(pgerror.CodeInvalidColumnReference, "WITH query %q has %d columns available but %d columns specified", cte.Ctename, len(init.Columns()), len(cte.Aliascolnames))
+		}
+		init = renameCols(init, cte.Aliascolnames)
+	}
+	rc := &RecursiveCTE{Name: cte.Ctename, Init: init, All: sel.All, Cols: init.Columns()}
+	wt := &WorkTable{CTE: rc}
+	if b.working == nil {
+		b.working = map[*pg.CommonTableExpr]*WorkTable{}
+	}
+	b.working[cte] = wt
+	step, err := b.Select(sel.Rarg)
+	delete(b.working, cte)
+	if err != nil {
+		return nil, err
+	}
+	sc := step.Columns()
+	if len(sc) != len(rc.Cols) {
+		return nil, pgerror.New(pgerror.CodeSyntaxError, "each UNION query must have the same number of columns")
+	}
+	pr := &Project{Input: step}
+	for i, c := range sc {
+		e, err := b.coerce(&expr.Col{Idx: i, T: c.Type}, rc.Cols[i].Type, "recursive query")
+		if err != nil || e.Type().Kind != rc.Cols[i].Type.Kind {
+			return nil, pgerror.New(pgerror.CodeDatatypeMismatch, "recursive query %q column %d has type %s in non-recursive term but type %s overall", cte.Ctename, i+1, rc.Cols[i].Type, c.Type)
+		}
+		pr.Exprs = append(pr.Exprs, e)
+		pr.Cols = append(pr.Cols, rc.Cols[i])
+	}
+	rc.Step = pr
+	return rc, nil
 }

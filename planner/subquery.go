@@ -116,6 +116,8 @@ func Inputs(p Plan) []Plan {
 		out = append(out, p.Input)
 	case *Join:
 		out = append(out, p.L, p.R)
+	case *RecursiveCTE:
+		out = append(out, p.Init, p.Step)
 	case *SetOp:
 		out = append(out, p.L, p.R)
 	case *Insert:

@@ -728,6 +728,8 @@ func TestQueryMemoryLimit(t *testing.T) {
 		"SELECT DISTINCT pad || id FROM t",
 		"SELECT s.k, count(*) FROM (SELECT pad || id AS k FROM t) s GROUP BY s.k",
 		"SELECT pad || id FROM t UNION SELECT 'x'",
+		// A recursion that never ends runs out of its memory, not the node's.
+		"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
 	} {
 		e.expectCode(c, "53200", q)
 	}

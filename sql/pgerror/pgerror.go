@@ -72,6 +72,7 @@ const (
 	CodeSubstringError                  = "22011"
 	CodeDuplicateAlias                  = "42712"
 	CodeOutOfMemory                     = "53200"
+	CodeInvalidRecursion                = "42P19"
 	CodeInvalidArgumentForPowerFunction = "2201F"
 	CodeInvalidEscapeSequence           = "22025"
 	CodeInvalidName                     = "42602"

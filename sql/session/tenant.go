@@ -259,7 +259,8 @@ func (s *Session) checkPrivileges(p planner.Plan) error {
 			}
 			return walkAll(append(subplans(scan), subplans(p)...))
 		case *planner.Filter, *planner.Project, *planner.Sort, *planner.Limit, *planner.Aggregate,
-			*planner.Distinct, *planner.SetOp, *planner.Values, *planner.RowSource, *planner.Join:
+			*planner.Distinct, *planner.SetOp, *planner.Values, *planner.RowSource, *planner.Join,
+			*planner.RecursiveCTE, *planner.WorkTable:
 		default:
 			// A plan node this walk does not know could read a table:
 			// refuse rather than skip its privilege check.
