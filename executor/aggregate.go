@@ -101,6 +101,12 @@ var aggCtx = func() *apd.Context {
 }()
 
 func accumulate(rt *Runtime, a *planner.AggFunc, acc *accumulator, row []value.Value) error {
+	if a.Filter != nil {
+		ok, err := rt.matches(a.Filter, row)
+		if err != nil || !ok {
+			return err
+		}
+	}
 	if a.Star {
 		acc.count++
 		return nil

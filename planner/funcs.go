@@ -281,10 +281,20 @@ func (b *Builder) aggregate(name string, f *pg.FuncCall, sc *scope) (expr.Expr, 
 	if sc == nil || sc.agg == nil {
 		return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed here"), f.Location)
 	}
-	if f.AggFilter != nil || len(f.AggOrder) > 0 {
-		return nil, posErr(pgerror.Unsupported("aggregate FILTER and ORDER BY"), f.Location)
+	if len(f.AggOrder) > 0 {
+		return nil, posErr(pgerror.Unsupported("ORDER BY inside an aggregate"), f.Location)
 	}
 	a := AggFunc{Name: name, Star: f.AggStar, Distinct: f.AggDistinct}
+	if f.AggFilter != nil {
+		if hasAggregate(f.AggFilter) {
+			return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in FILTER"), f.Location)
+		}
+		cond, err := b.boolean(f.AggFilter, sc.agg.input, "argument of FILTER")
+		if err != nil {
+			return nil, err
+		}
+		a.Filter = cond
+	}
 	switch {
 	case f.AggStar:
 		if name != "count" {

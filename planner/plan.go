@@ -149,7 +149,9 @@ type AggFunc struct {
 	Name string // count, sum, avg, min, max, bool_and, bool_or, string_agg
 	Arg  expr.Expr
 	// Arg2 is string_agg's delimiter, evaluated per row.
-	Arg2     expr.Expr
+	Arg2 expr.Expr
+	// Filter, from FILTER (WHERE …), chooses the rows aggregated.
+	Filter   expr.Expr
 	Star     bool // count(*)
 	Distinct bool
 	T        types.T

@@ -179,7 +179,7 @@ func Expressions(p Plan) []expr.Expr {
 	case *Aggregate:
 		add(p.GroupBy...)
 		for _, a := range p.Aggs {
-			add(a.Arg, a.Arg2)
+			add(a.Arg, a.Arg2, a.Filter)
 		}
 	case *Insert:
 		add(p.Returning...)
