@@ -83,9 +83,6 @@ func (b *Builder) CreateTable(s *pg.CreateStmt) (*catalog.Table, error) {
 			if err != nil {
 				return nil, err
 			}
-			if typ.Kind == value.KindInterval {
-				return nil, posErr(pgerror.Unsupported("interval columns"), cd.Location)
-			}
 			col := catalog.Column{ID: t.NextColumnID, Name: cd.Colname, Type: typ, NotNull: cd.IsNotNull}
 			t.NextColumnID++
 			ns := Names(cd.TypeName.Names)
@@ -165,6 +162,9 @@ func (b *Builder) CreateTable(s *pg.CreateStmt) (*catalog.Table, error) {
 		if t.Columns[i].Type.Kind == value.KindJSONB {
 			return nil, pgerror.New(pgerror.CodeUndefinedObject, "data type jsonb has no default operator class for access method \"btree\"")
 		}
+		if t.Columns[i].Type.Kind == value.KindInterval {
+			return nil, pgerror.Unsupported("interval key columns")
+		}
 	}
 	t.Primary = catalog.Index{ID: keys.PrimaryIndexID, Name: t.Name + "_pkey", Columns: cols, Unique: true}
 	for _, u := range uniques {
@@ -199,6 +199,9 @@ func indexColumns(t *catalog.Table, names []string) ([]record.IndexColumn, error
 			return nil, pgerror.New(pgerror.CodeDuplicateColumn, "column %q appears twice in primary key constraint", n)
 		}
 		seen[n] = true
+		if t.Columns[i].Type.Kind == value.KindInterval {
+			return nil, pgerror.Unsupported("interval key columns")
+		}
 		out = append(out, record.IndexColumn{Column: t.Columns[i].ID})
 	}
 	return out, nil

@@ -50,6 +50,7 @@ const (
 	tagTimestampTZ
 	tagUUID
 	tagJSONB
+	tagInterval
 )
 
 // ColumnID identifies a column within its table for the life of the table;
@@ -98,6 +99,10 @@ func AppendRowColumn(b []byte, prev, id ColumnID, v value.Value) []byte {
 		return append(append(b, tagUUID), v[:]...)
 	case value.JSONB:
 		return appendLenPrefixed(append(b, tagJSONB), v)
+	case value.Interval:
+		b = binary.AppendVarint(append(b, tagInterval), int64(v.Months))
+		b = binary.AppendVarint(b, int64(v.Days))
+		return binary.AppendVarint(b, v.Micros)
 	}
 	panic("encoding: AppendRowColumn of unknown value type")
 }
@@ -217,6 +222,19 @@ func decodeRowValue(tag byte, b []byte) (value.Value, []byte, error) {
 		default:
 			return value.JSONB(s), rest, nil
 		}
+	case tagInterval:
+		var parts [3]int64
+		for i := range parts {
+			v, n := binary.Varint(b)
+			if n <= 0 {
+				return nil, nil, corrupt("truncated interval")
+			}
+			parts[i], b = v, b[n:]
+		}
+		if parts[0] < math.MinInt32 || parts[0] > math.MaxInt32 || parts[1] < math.MinInt32 || parts[1] > math.MaxInt32 {
+			return nil, nil, corrupt("interval out of range")
+		}
+		return value.Interval{Months: int32(parts[0]), Days: int32(parts[1]), Micros: parts[2]}, b, nil
 	case tagUUID:
 		if len(b) < 16 {
 			return nil, nil, corrupt("truncated uuid")
