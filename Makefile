@@ -91,6 +91,10 @@ bench-pgbench: build ## pgbench select-only and TPC-B, ShaleDB vs PostgreSQL 15 
 	@mkdir -p $(RESULTS)
 	$(GO) run ./benchmarks/pgbenchcmp --shaledb bin/shaledb --scale 1 --clients 8 --duration 10s --out $(RESULTS)
 
+.PHONY: test-large
+test-large: deps ## a 5,000,000-row SELECT streams with the heap bounded (several minutes)
+	SHALEDB_LARGE_ROWS=5000000 $(GO) test -run TestLargeResultsStream -count=1 -timeout 60m -v ./server
+
 .PHONY: bench
 bench: build ## the standard shaledb-bench suite (point-read, point-write, mixed, tpcb, noisy) beside PostgreSQL 15; fails over budget; refreshes README's table
 	@mkdir -p $(RESULTS)

@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,16 +29,21 @@ func TestLargeResultsStream(t *testing.T) {
 	if _, err := c.Exec(ctx, "CREATE TABLE big (id int PRIMARY KEY, pad text)"); err != nil {
 		t.Fatal(err)
 	}
-	const rows = 150_000
+	rows := 150_000
+	if n, err := strconv.Atoi(os.Getenv("SHALEDB_LARGE_ROWS")); err == nil && n > 0 {
+		rows = n // make test-large: 5,000,000
+	}
 	pad := strings.Repeat("x", 200)
-	var sb strings.Builder
-	for i := 0; i < rows; i++ {
-		fmt.Fprintf(&sb, "%d\t%s\n", i, pad)
+	for done := 0; done < rows; {
+		var sb strings.Builder
+		for i := 0; i < 100_000 && done < rows; i++ {
+			fmt.Fprintf(&sb, "%d\t%s\n", done, pad)
+			done++
+		}
+		if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader(sb.String()), "COPY big FROM STDIN"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader(sb.String()), "COPY big FROM STDIN"); err != nil {
-		t.Fatal(err)
-	}
-	sb.Reset()
 	heap := func() uint64 {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
