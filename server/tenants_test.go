@@ -257,9 +257,19 @@ func TestTenantAttackSuite(t *testing.T) {
 		t.Fatalf("a foreign cancel key cancelled acme's statement: %v", err)
 	}
 	done = runBlocked()
-	sendCancel(t, e.addr, waiter.PgConn().PID(), key32(waiter.PgConn().SecretKey()))
-	if err := <-done; sqlstate(err) != "57014" {
-		t.Fatalf("the right cancel key did not cancel: %v", err)
+	// The right key cancels (resent until the statement is running: a
+	// cancel that arrives before it starts has nothing to cancel).
+	var cerr error
+	for attempt := 0; attempt < 40; attempt++ {
+		sendCancel(t, e.addr, waiter.PgConn().PID(), key32(waiter.PgConn().SecretKey()))
+		select {
+		case cerr = <-done:
+			attempt = 40
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if sqlstate(cerr) != "57014" {
+		t.Fatalf("the right cancel key did not cancel: %v", cerr)
 	}
 	e.exec(holder, "ROLLBACK")
 
