@@ -481,6 +481,9 @@ func (b *Builder) expr(n *pg.Node, sc *scope) (expr.Expr, error) {
 		return b.caseExpr(x.CaseExpr, sc)
 	case *pg.Node_MinMaxExpr:
 		return b.minMax(x.MinMaxExpr, sc)
+	case *pg.Node_CollateClause:
+		// Text compares byte-wise (the C collation) whatever is named.
+		return b.expr(x.CollateClause.Arg, sc)
 	case *pg.Node_CoalesceExpr:
 		var args []expr.Expr
 		for _, a := range x.CoalesceExpr.Args {
@@ -677,6 +680,8 @@ func (b *Builder) aexpr(a *pg.A_Expr, sc *scope) (expr.Expr, error) {
 	switch op {
 	case "->", "->>", "@>", "<@":
 		return b.jsonbOp(op, l, r, a.Location)
+	case "~", "!~", "~*", "!~*":
+		return b.regexOp(op, l, r, a.Location)
 	case "=", "<>", "!=", "<", "<=", ">", ">=":
 		l, r, _, err := b.unify(l, r, op, a.Location)
 		if err != nil {

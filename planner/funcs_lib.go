@@ -2,6 +2,7 @@ package planner
 
 import (
 	"math"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -458,5 +459,43 @@ func (b *Builder) minMax(m *pg.MinMaxExpr, sc *scope) (expr.Expr, error) {
 			}
 		}
 		return best, nil
+	}}, nil
+}
+
+// regexOp plans the POSIX regular-expression match operators ~ (case
+// sensitive), ~* (insensitive) and their negations, with Go's RE2 syntax
+// (which covers the common POSIX forms psql and applications use).
+func (b *Builder) regexOp(op string, l, r expr.Expr, loc int32) (expr.Expr, error) {
+	var err error
+	for _, p := range []*expr.Expr{&l, &r} {
+		if isUnknown(*p) {
+			if *p, err = b.coerce(*p, types.Text, "operand"); err != nil {
+				return nil, err
+			}
+		}
+		if (*p).Type().Kind != value.KindText {
+			return nil, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "operator does not exist: %s %s %s", l.Type(), op, r.Type()), loc)
+		}
+	}
+	fold := strings.HasSuffix(op, "*")
+	negate := strings.HasPrefix(op, "!")
+	var cache struct {
+		pattern string
+		re      *regexp.Regexp
+	}
+	return &expr.Func{Name: op, Args: []expr.Expr{l, r}, T: types.Bool, Strict: true, Fn: func(_ *expr.Env, v []value.Value) (value.Value, error) {
+		p := string(v[1].(value.Text))
+		if fold {
+			p = "(?i)" + p
+		}
+		re := cache.re
+		if re == nil || cache.pattern != p {
+			var err error
+			if re, err = regexp.Compile(p); err != nil {
+				return nil, pgerror.New(pgerror.CodeInvalidRegularExpression, "invalid regular expression: %v", err)
+			}
+			cache.pattern, cache.re = p, re
+		}
+		return value.Bool(re.MatchString(string(v[0].(value.Text))) != negate), nil
 	}}, nil
 }

@@ -500,8 +500,8 @@ var castNames = map[string]string{
 
 // tableOf resolves a RangeVar to a table.
 func (b *Builder) tableOf(rv *pg.RangeVar) (*catalog.Table, error) {
-	if rv.Schemaname == "shaledb" {
-		t, err := b.Table("shaledb." + rv.Relname)
+	if rv.Schemaname == "shaledb" || rv.Schemaname == "pg_catalog" {
+		t, err := b.Table(rv.Schemaname + "." + rv.Relname)
 		if err != nil {
 			if pe, ok := err.(*pgerror.Error); ok {
 				return nil, posErr(pe, rv.Location)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -750,5 +751,46 @@ func TestQueryMemoryLimit(t *testing.T) {
 	e.exec(c, "RESET shaledb.query_memory_limit")
 	if got := rowsOf(t, c, "SELECT count(*) FROM (SELECT DISTINCT pad || id FROM t) s"); got != "10000" {
 		t.Fatalf("with the default limit: %s", got)
+	}
+}
+
+// TestPsqlListsTheTenantsObjects runs psql's \dt, \di and \dn in two
+// tenants: each lists its own tables and indexes only.
+func TestPsqlListsTheTenantsObjects(t *testing.T) {
+	if _, err := exec.LookPath("psql"); err != nil {
+		t.Skip("psql not installed")
+	}
+	e := newTenantEnv(t, Config{})
+	acme := e.createTenant("acme")
+	e.exec(acme, "CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE)")
+	e.exec(acme, "CREATE TABLE events (at int, kind text)")
+	e.exec(acme, "CREATE INDEX events_kind ON events (kind)")
+	e.exec(e.sys, "CREATE TABLE sys_only (id int PRIMARY KEY)")
+	psql := func(url string, cmds ...string) string {
+		args := []string{"-X", "-v", "ON_ERROR_STOP=1", url}
+		for _, c := range cmds {
+			args = append(args, "-c", c)
+		}
+		out, err := exec.Command("psql", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql %v: %v\n%s", cmds, err, out)
+		}
+		return string(out)
+	}
+	out := psql(e.url("admin", "pw-acme", "acme"), `\dt`, `\di`, `\dn`, `\dt user*`)
+	for _, want := range []string{
+		" public | events | table | admin", " public | users  | table | admin",
+		" public | events_kind     | index | admin | events", " public | users_email_key | index | admin | users", " public | users_pkey      | index | admin | users",
+		"List of schemas", "(1 row)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("psql output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "sys_only") {
+		t.Errorf("acme's psql lists the system tenant's table:\n%s", out)
+	}
+	if sys := psql(e.admin, `\dt`); !strings.Contains(sys, "sys_only") || strings.Contains(sys, "users") {
+		t.Errorf("the system tenant's \\dt:\n%s", sys)
 	}
 }

@@ -34,6 +34,9 @@ type Env struct {
 	// Admin runs a cluster administration function (shaledb.*); the
 	// session decides who may.
 	Admin func(name string, args []value.Value) (value.Value, error)
+	// Catalog answers the catalog functions that need the session
+	// (pg_get_userbyid).
+	Catalog func(name string, args []value.Value) (value.Value, error)
 	// Outer holds the current rows of the enclosing queries of a
 	// subquery, innermost last (OuterCol reads them).
 	Outer [][]value.Value

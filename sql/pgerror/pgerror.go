@@ -73,6 +73,7 @@ const (
 	CodeDuplicateAlias                  = "42712"
 	CodeOutOfMemory                     = "53200"
 	CodeInvalidRecursion                = "42P19"
+	CodeInvalidRegularExpression        = "2201B"
 	CodeInvalidArgumentForPowerFunction = "2201F"
 	CodeInvalidEscapeSequence           = "22025"
 	CodeInvalidName                     = "42602"

@@ -68,6 +68,9 @@ func (s *Session) runtime(ctx context.Context, params []value.Value) *executor.R
 			Setting: s.setting,
 			NextVal: func(seq string) (int64, error) { return s.e.seqs.next(ctx, s.cat, seq) },
 			Admin:   s.adminCall(ctx),
+			Catalog: func(name string, args []value.Value) (value.Value, error) {
+				return s.pgGetUserByID(ctx, int64(args[0].(value.Int)))
+			},
 		},
 	}
 }

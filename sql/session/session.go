@@ -437,6 +437,9 @@ func (s *Session) table(ctx context.Context) func(string) (*catalog.Table, error
 		if strings.HasPrefix(name, "shaledb.") {
 			return s.view(name)
 		}
+		if strings.HasPrefix(name, "pg_catalog.") {
+			return s.catalogView(name)
+		}
 		return s.cat.MustTable(ctx, s.txn, name)
 	}
 }

@@ -1,0 +1,183 @@
+package session
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/encoding"
+	"github.com/shaledb/shaledb/sql/pgerror"
+	"github.com/shaledb/shaledb/sql/types"
+	"github.com/shaledb/shaledb/sql/value"
+)
+
+// The slice of pg_catalog that psql's \dt, \di, \dn and friends read, as
+// views of the connected tenant only: its tables, indexes and roles. Object
+// ids are made up but stable: PostgreSQL's own for the namespaces and
+// access methods, 16384 + table id for tables, and above a million for
+// indexes.
+
+const (
+	oidPgCatalog = 11
+	oidPublic    = 2200
+	oidInfoSch   = 13000
+	oidHeap      = 2
+	oidBtree     = 403
+	oidSuper     = 10 // the bootstrap superuser's role oid
+)
+
+func tableOID(t *catalog.Table) int64 { return 16384 + int64(t.ID) }
+
+func indexOID(t *catalog.Table, idx *catalog.Index) int64 {
+	return 1_000_000 + int64(t.ID)*1000 + int64(idx.ID)
+}
+
+func col(id int, name string, t types.T) catalog.Column {
+	return catalog.Column{ID: idEnc(id), Name: name, Type: t}
+}
+
+// roleOID numbers a tenant's roles by name order, from 16384; the
+// superuser "admin" has PostgreSQL's bootstrap oid 10.
+func (s *Session) roleOIDs(ctx context.Context, txn kvcluster.Txn) (map[string]int64, []*catalog.Role, error) {
+	roles, err := s.cat.Roles(ctx, txn)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := map[string]int64{}
+	next := int64(16384)
+	for _, r := range roles {
+		if r.Name == "admin" {
+			ids[r.Name] = oidSuper
+			continue
+		}
+		ids[r.Name] = next
+		next++
+	}
+	return ids, roles, nil
+}
+
+// catalogView returns pg_catalog.<name>, or 42P01.
+func (s *Session) catalogView(name string) (*catalog.Table, error) {
+	short := strings.TrimPrefix(name, "pg_catalog.")
+	virtual := func(cols []catalog.Column, rows func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error) (*catalog.Table, error) {
+		return &catalog.Table{Name: short, Columns: cols, Virtual: rows}, nil
+	}
+	text, i8, b := types.Text, types.Int8, types.Bool
+	switch short {
+	case "pg_namespace":
+		return virtual([]catalog.Column{col(1, "oid", i8), col(2, "nspname", text), col(3, "nspowner", i8)},
+			func(_ context.Context, _ kvcluster.Txn, emit func([]value.Value) error) error {
+				for _, r := range [][]value.Value{
+					{value.Int(oidPgCatalog), value.Text("pg_catalog"), value.Int(oidSuper)},
+					{value.Int(oidPublic), value.Text("public"), value.Int(oidSuper)},
+					{value.Int(oidInfoSch), value.Text("information_schema"), value.Int(oidSuper)},
+				} {
+					if err := emit(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+	case "pg_am":
+		return virtual([]catalog.Column{col(1, "oid", i8), col(2, "amname", text), col(3, "amtype", text)},
+			func(_ context.Context, _ kvcluster.Txn, emit func([]value.Value) error) error {
+				if err := emit([]value.Value{value.Int(oidHeap), value.Text("heap"), value.Text("t")}); err != nil {
+					return err
+				}
+				return emit([]value.Value{value.Int(oidBtree), value.Text("btree"), value.Text("i")})
+			})
+	case "pg_class":
+		return virtual([]catalog.Column{col(1, "oid", i8), col(2, "relname", text), col(3, "relnamespace", i8), col(4, "relkind", text),
+			col(5, "relowner", i8), col(6, "relam", i8), col(7, "relhasindex", b), col(8, "relpersistence", text), col(9, "relnatts", i8)},
+			func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
+				owners, _, err := s.roleOIDs(ctx, txn)
+				if err != nil {
+					return err
+				}
+				tables, err := s.cat.Tables(ctx, txn)
+				if err != nil {
+					return err
+				}
+				for _, t := range tables {
+					owner := int64(oidSuper)
+					if o, ok := owners[t.Owner]; ok {
+						owner = o
+					}
+					natts := 0
+					for _, c := range t.Columns {
+						if !c.Hidden {
+							natts++
+						}
+					}
+					if err := emit([]value.Value{value.Int(tableOID(t)), value.Text(t.Name), value.Int(oidPublic), value.Text("r"),
+						value.Int(owner), value.Int(oidHeap), value.Bool(true), value.Text("p"), value.Int(natts)}); err != nil {
+						return err
+					}
+					for _, idx := range append([]catalog.Index{t.Primary}, t.Indexes...) {
+						if idx.Name == "" || len(idx.Columns) == 1 && t.Columns[len(t.Columns)-1].Hidden && idx.ID == t.Primary.ID && t.Columns[len(t.Columns)-1].ID == idx.Columns[0].Column {
+							continue // the hidden rowid key is no index a user made
+						}
+						if err := emit([]value.Value{value.Int(indexOID(t, &idx)), value.Text(idx.Name), value.Int(oidPublic), value.Text("i"),
+							value.Int(owner), value.Int(oidBtree), value.Bool(false), value.Text("p"), value.Int(len(idx.Columns))}); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+	case "pg_index":
+		return virtual([]catalog.Column{col(1, "indexrelid", i8), col(2, "indrelid", i8), col(3, "indisunique", b), col(4, "indisprimary", b), col(5, "indnatts", i8)},
+			func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
+				tables, err := s.cat.Tables(ctx, txn)
+				if err != nil {
+					return err
+				}
+				for _, t := range tables {
+					for i, idx := range append([]catalog.Index{t.Primary}, t.Indexes...) {
+						if err := emit([]value.Value{value.Int(indexOID(t, &idx)), value.Int(tableOID(t)), value.Bool(i == 0 || idx.Unique),
+							value.Bool(i == 0), value.Int(len(idx.Columns))}); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+	case "pg_roles", "pg_user":
+		return virtual([]catalog.Column{col(1, "oid", i8), col(2, "rolname", text), col(3, "rolsuper", b), col(4, "rolinherit", b),
+			col(5, "rolcreaterole", b), col(6, "rolcreatedb", b), col(7, "rolcanlogin", b), col(8, "rolconnlimit", i8)},
+			func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
+				ids, roles, err := s.roleOIDs(ctx, txn)
+				if err != nil {
+					return err
+				}
+				for _, r := range roles {
+					if err := emit([]value.Value{value.Int(ids[r.Name]), value.Text(r.Name), value.Bool(r.Superuser), value.Bool(true),
+						value.Bool(r.CreateRole || r.Superuser), value.Bool(r.Superuser), value.Bool(!r.NoLogin), value.Int(-1)}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+	}
+	return nil, pgerror.Unsupported("the system catalog " + name)
+}
+
+// pgGetUserByID is pg_get_userbyid(oid): the role's name in this tenant.
+func (s *Session) pgGetUserByID(ctx context.Context, oid int64) (value.Value, error) {
+	ids, _, err := s.roleOIDs(ctx, s.txn)
+	if err != nil {
+		return nil, err
+	}
+	for name, id := range ids {
+		if id == oid {
+			return value.Text(name), nil
+		}
+	}
+	return value.Text("unknown (OID=" + itoa(oid) + ")"), nil
+}
+
+func idEnc(i int) encoding.ColumnID { return encoding.ColumnID(i) }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
