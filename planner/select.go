@@ -500,7 +500,7 @@ var castNames = map[string]string{
 
 // tableOf resolves a RangeVar to a table.
 func (b *Builder) tableOf(rv *pg.RangeVar) (*catalog.Table, error) {
-	if rv.Schemaname == "shaledb" || rv.Schemaname == "pg_catalog" {
+	if rv.Schemaname == "shaledb" || rv.Schemaname == "pg_catalog" || rv.Schemaname == "information_schema" {
 		t, err := b.Table(rv.Schemaname + "." + rv.Relname)
 		if err != nil {
 			if pe, ok := err.(*pgerror.Error); ok {

@@ -181,3 +181,81 @@ func (s *Session) pgGetUserByID(ctx context.Context, oid int64) (value.Value, er
 func idEnc(i int) encoding.ColumnID { return encoding.ColumnID(i) }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// infoSchemaView returns information_schema.tables or .columns, of the
+// tenant's own tables (schema public), or 0A000.
+func (s *Session) infoSchemaView(name string) (*catalog.Table, error) {
+	short := strings.TrimPrefix(name, "information_schema.")
+	text, i8 := types.Text, types.Int8
+	db := value.Text(s.database)
+	switch short {
+	case "tables":
+		return &catalog.Table{Name: short, Columns: []catalog.Column{col(1, "table_catalog", text), col(2, "table_schema", text),
+			col(3, "table_name", text), col(4, "table_type", text), col(5, "is_insertable_into", text)},
+			Virtual: func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
+				tables, err := s.cat.Tables(ctx, txn)
+				if err != nil {
+					return err
+				}
+				for _, t := range tables {
+					if err := emit([]value.Value{db, value.Text("public"), value.Text(t.Name), value.Text("BASE TABLE"), value.Text("YES")}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}}, nil
+	case "columns":
+		return &catalog.Table{Name: short, Columns: []catalog.Column{col(1, "table_catalog", text), col(2, "table_schema", text),
+			col(3, "table_name", text), col(4, "column_name", text), col(5, "ordinal_position", i8), col(6, "column_default", text),
+			col(7, "is_nullable", text), col(8, "data_type", text), col(9, "character_maximum_length", i8),
+			col(10, "numeric_precision", i8), col(11, "numeric_scale", i8)},
+			Virtual: func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
+				tables, err := s.cat.Tables(ctx, txn)
+				if err != nil {
+					return err
+				}
+				orNull := func(n int64, ok bool) value.Value {
+					if !ok {
+						return value.Null{}
+					}
+					return value.Int(n)
+				}
+				for _, t := range tables {
+					pos := 0
+					for _, c := range t.Columns {
+						if c.Hidden {
+							continue
+						}
+						pos++
+						var def value.Value = value.Null{}
+						if c.Default != "" {
+							def = value.Text(c.Default)
+						}
+						nullable := "YES"
+						if c.NotNull {
+							nullable = "NO"
+						}
+						ty := c.Type
+						var prec, scale value.Value = value.Null{}, value.Null{}
+						switch ty.OID {
+						case types.OIDInt2:
+							prec, scale = value.Int(16), value.Int(0)
+						case types.OIDInt4:
+							prec, scale = value.Int(32), value.Int(0)
+						case types.OIDInt8:
+							prec, scale = value.Int(64), value.Int(0)
+						case types.OIDNumeric:
+							prec, scale = orNull(int64(ty.Precision), ty.Precision > 0), orNull(int64(ty.Scale), ty.Precision > 0)
+						}
+						row := []value.Value{db, value.Text("public"), value.Text(t.Name), value.Text(c.Name), value.Int(pos), def,
+							value.Text(nullable), value.Text(ty.SQLName()), orNull(int64(ty.Width), ty.Width > 0), prec, scale}
+						if err := emit(row); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}}, nil
+	}
+	return nil, pgerror.Unsupported("the system view " + name)
+}

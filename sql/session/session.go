@@ -440,6 +440,9 @@ func (s *Session) table(ctx context.Context) func(string) (*catalog.Table, error
 		if strings.HasPrefix(name, "pg_catalog.") {
 			return s.catalogView(name)
 		}
+		if strings.HasPrefix(name, "information_schema.") {
+			return s.infoSchemaView(name)
+		}
 		return s.cat.MustTable(ctx, s.txn, name)
 	}
 }

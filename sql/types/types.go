@@ -92,6 +92,10 @@ func (t T) String() string {
 	return n
 }
 
+// SQLName is the type's SQL name without modifiers, as
+// information_schema.columns.data_type shows it: "character varying".
+func (t T) SQLName() string { return names[t.OID] }
+
 // ByOID returns the unmodified type with oid.
 func ByOID(oid uint32) (T, bool) {
 	for _, t := range []T{Bool, Bytea, Int2, Int4, Int8, Float4, Float8, Numeric, Text, Varchar, Bpchar, Name, Date, Timestamp, TimestampTZ, UUID, JSONB, Interval, Unknown} {
