@@ -53,9 +53,26 @@ func (rt *Runtime) hold(row []value.Value, extra int64) error {
 	return nil
 }
 
+// rowSet remembers the rows seen, by value, against the statement's
+// memory limit.
+type rowSet map[string]bool
+
+// add reports whether row is new, remembering it.
+func (s rowSet) add(rt *Runtime, row []value.Value) (bool, error) {
+	k := groupKey(row)
+	if s[k] {
+		return false, nil
+	}
+	if err := rt.hold(nil, int64(len(k))); err != nil {
+		return false, err
+	}
+	s[k] = true
+	return true, nil
+}
+
 // runDistinct passes each distinct row once, in input order.
 func runDistinct(rt *Runtime, p *planner.Distinct, emit Emit) error {
-	seen := map[string]bool{}
+	seen := rowSet{}
 	return run(rt, p.Input, func(row []value.Value) error {
 		key := row
 		if p.Keys != nil {
@@ -64,14 +81,9 @@ func runDistinct(rt *Runtime, p *planner.Distinct, emit Emit) error {
 				key[i] = row[c]
 			}
 		}
-		k := groupKey(key)
-		if seen[k] {
-			return nil
-		}
-		if err := rt.hold(nil, int64(len(k))); err != nil {
+		if isNew, err := seen.add(rt, key); err != nil || !isNew {
 			return err
 		}
-		seen[k] = true
 		return emit(row)
 	})
 }
@@ -80,17 +92,12 @@ func runDistinct(rt *Runtime, p *planner.Distinct, emit Emit) error {
 // count the right side's rows by value, then filter the left side.
 func runSetOp(rt *Runtime, p *planner.SetOp, emit Emit) error {
 	if p.Op == "UNION" {
-		seen := map[string]bool{}
+		seen := rowSet{}
 		pass := func(row []value.Value) error {
 			if !p.All {
-				k := groupKey(row)
-				if seen[k] {
-					return nil
-				}
-				if err := rt.hold(nil, int64(len(k))); err != nil {
+				if isNew, err := seen.add(rt, row); err != nil || !isNew {
 					return err
 				}
-				seen[k] = true
 			}
 			return emit(row)
 		}
@@ -230,15 +237,13 @@ func (rt *Runtime) rootRuntime() *Runtime {
 // recursion that never would (53200).
 func runRecursive(rt *Runtime, p *planner.RecursiveCTE, emit Emit) error {
 	root := rt.rootRuntime()
-	seen := map[string]bool{}
+	seen := rowSet{}
 	var next [][]value.Value
 	keep := func(row []value.Value) error {
 		if !p.All {
-			k := groupKey(row)
-			if seen[k] {
-				return nil
+			if isNew, err := seen.add(rt, row); err != nil || !isNew {
+				return err
 			}
-			seen[k] = true
 		}
 		if err := rt.hold(row, 0); err != nil {
 			return err

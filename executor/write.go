@@ -362,6 +362,15 @@ func (w *writer) arbiterConflict(cu *planner.ConflictUpdate, row []value.Value) 
 // version when that still matches the WHERE clause (and dropped when it
 // does not, or was deleted): PostgreSQL's read-committed UPDATE, which
 // waits for the row's lock instead of failing with 40001.
+// targetRows reads, locked, the rows an UPDATE or DELETE changes: from its
+// scan, or from its join with FROM/USING items.
+func targetRows(rt *Runtime, scan *planner.Scan, source planner.Plan, t *catalog.Table) ([][]value.Value, error) {
+	if source != nil {
+		return collectJoined(rt, source, t)
+	}
+	return collect(rt, scan)
+}
+
 // collectJoined reads the rows UPDATE … FROM or DELETE … USING changes:
 // each target row once (with the first row it joined), locked, at its
 // latest version.
@@ -459,13 +468,7 @@ func collect(rt *Runtime, s *planner.Scan) ([][]value.Value, error) {
 }
 
 func runUpdate(rt *Runtime, p *planner.Update, emit Emit) (int64, error) {
-	var rows [][]value.Value
-	var err error
-	if p.Source != nil {
-		rows, err = collectJoined(rt, p.Source, p.Table)
-	} else {
-		rows, err = collect(rt, p.Scan)
-	}
+	rows, err := targetRows(rt, p.Scan, p.Source, p.Table)
 	if err != nil {
 		return 0, err
 	}
@@ -501,13 +504,7 @@ func runUpdate(rt *Runtime, p *planner.Update, emit Emit) (int64, error) {
 }
 
 func runDelete(rt *Runtime, p *planner.Delete, emit Emit) (int64, error) {
-	var rows [][]value.Value
-	var err error
-	if p.Source != nil {
-		rows, err = collectJoined(rt, p.Source, p.Table)
-	} else {
-		rows, err = collect(rt, p.Scan)
-	}
+	rows, err := targetRows(rt, p.Scan, p.Source, p.Table)
 	if err != nil {
 		return 0, err
 	}

@@ -342,10 +342,7 @@ func (b *Builder) dmlScan(t *catalog.Table, rv *pg.RangeVar, where *pg.Node) (*S
 	sc := tableScope(t, name)
 	scan := &Scan{Table: t}
 	if where != nil {
-		if hasAggregate(where) {
-			return nil, nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in WHERE")
-		}
-		cond, err := b.boolean(where, sc, "argument of WHERE")
+		cond, err := b.where(where, sc)
 		if err != nil {
 			return nil, nil, err
 		}

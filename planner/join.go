@@ -123,10 +123,7 @@ func (b *Builder) fromList(from []*pg.Node, where *pg.Node) (Plan, *scope, error
 	if where == nil {
 		return acc.plan, acc.sc, nil
 	}
-	if hasAggregate(where) {
-		return nil, nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in WHERE")
-	}
-	cond, err := b.boolean(where, acc.sc, "argument of WHERE")
+	cond, err := b.where(where, acc.sc)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -214,6 +214,14 @@ type Update struct {
 
 func (u *Update) Columns() []Column { return u.RetCols }
 
+// Rows is the plan that reads the rows to change.
+func (u *Update) Rows() Plan {
+	if u.Source != nil {
+		return u.Source
+	}
+	return u.Scan
+}
+
 // Delete removes rows read by Scan.
 type Delete struct {
 	Table *catalog.Table
@@ -226,6 +234,14 @@ type Delete struct {
 }
 
 func (d *Delete) Columns() []Column { return d.RetCols }
+
+// Rows is the plan that reads the rows to delete.
+func (d *Delete) Rows() Plan {
+	if d.Source != nil {
+		return d.Source
+	}
+	return d.Scan
+}
 
 // Distinct passes each distinct input row once (SELECT DISTINCT). Rows
 // are equal when every column is equal, NULLs equal to NULLs.

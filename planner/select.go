@@ -62,10 +62,7 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 		sc = &scope{cols: sub.Columns(), table: name}
 		input = sub
 		if s.WhereClause != nil {
-			if hasAggregate(s.WhereClause) {
-				return nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in WHERE")
-			}
-			cond, err := b.boolean(s.WhereClause, sc, "argument of WHERE")
+			cond, err := b.where(s.WhereClause, sc)
 			if err != nil {
 				return nil, err
 			}
@@ -90,10 +87,7 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 			sc.table = rv.Alias.Aliasname
 		}
 		if s.WhereClause != nil {
-			if hasAggregate(s.WhereClause) {
-				return nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in WHERE")
-			}
-			cond, err := b.boolean(s.WhereClause, sc, "argument of WHERE")
+			cond, err := b.where(s.WhereClause, sc)
 			if err != nil {
 				return nil, err
 			}
@@ -571,4 +565,12 @@ func (b *Builder) withLimit(plan Plan, s *pg.SelectStmt) (Plan, error) {
 		}
 	}
 	return l, nil
+}
+
+// where plans a WHERE clause over sc: boolean, and without aggregates.
+func (b *Builder) where(n *pg.Node, sc *scope) (expr.Expr, error) {
+	if hasAggregate(n) {
+		return nil, pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in WHERE")
+	}
+	return b.boolean(n, sc, "argument of WHERE")
 }

@@ -106,15 +106,7 @@ func (b *Builder) subqueryFrom(from []*pg.Node) (Plan, string, error) {
 		return nil, "", pgerror.New(pgerror.CodeInvalidColumnReference, "table %q has %d columns available but %d columns specified", name, len(cols), len(colnames))
 	}
 	if len(colnames) > 0 {
-		pr := &Project{Input: p}
-		for i, c := range cols {
-			if i < len(colnames) {
-				c.Name = strNode(colnames[i])
-			}
-			pr.Exprs = append(pr.Exprs, &expr.Col{Idx: i, T: c.Type, Name: c.Name})
-			pr.Cols = append(pr.Cols, c)
-		}
-		p = pr
+		p = renameCols(p, colnames)
 	}
 	return p, name, nil
 }

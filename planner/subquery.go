@@ -123,17 +123,9 @@ func Inputs(p Plan) []Plan {
 	case *Insert:
 		out = append(out, p.Source)
 	case *Update:
-		if p.Source != nil {
-			out = append(out, p.Source)
-		} else {
-			out = append(out, p.Scan)
-		}
+		out = append(out, p.Rows())
 	case *Delete:
-		if p.Source != nil {
-			out = append(out, p.Source)
-		} else {
-			out = append(out, p.Scan)
-		}
+		out = append(out, p.Rows())
 	}
 	return out
 }

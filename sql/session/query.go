@@ -385,7 +385,7 @@ func (s *Session) Execute(ctx context.Context, name string, maxRows int, w Resul
 		if maxRows <= 0 {
 			// All rows at once: stream them as the plan produces them, so
 			// a result of any size needs no memory to hold it.
-			sw := &streamWriter{ResultWriter: w}
+			sw := &countingWriter{ResultWriter: w}
 			if err := s.execute(ctx, p.stmt.stmt, p.stmt.ParamTypes, p.params, sw, 0, p); err != nil {
 				s.statementFails(ctx)
 				return false, err
@@ -441,18 +441,6 @@ func (s *Session) Sync(ctx context.Context) error {
 		return s.endTxn(ctx, true)
 	}
 	return nil
-}
-
-// streamWriter passes a portal's results straight to the client, keeping
-// the command tag for a later Execute of the finished portal.
-type streamWriter struct {
-	ResultWriter
-	tag string
-}
-
-func (sw *streamWriter) Complete(tag string) error {
-	sw.tag = tag
-	return sw.ResultWriter.Complete(tag)
 }
 
 // collectWriter keeps a statement's results for a portal to hand out.

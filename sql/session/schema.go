@@ -401,7 +401,7 @@ func (s *Session) renameStmt(ctx context.Context, st *pg.RenameStmt, w ResultWri
 		}
 		nt.Columns = append([]catalog.Column(nil), t.Columns...)
 		nt.Columns[i].Name = st.Newname
-		return s.finishSchemaChange(ctx, t, &nt, tag, w)
+		return s.finishSchemaChange(ctx, &nt, tag, w)
 	case pg.ObjectType_OBJECT_TABLE:
 		if _, taken, err := s.cat.Table(ctx, s.txn, st.Newname); err != nil {
 			return err
@@ -430,12 +430,14 @@ func (s *Session) renameStmt(ctx context.Context, st *pg.RenameStmt, w ResultWri
 		} else {
 			nt.Primary.Name = st.Newname
 		}
-		return s.finishSchemaChange(ctx, t, &nt, tag, w)
+		return s.finishSchemaChange(ctx, &nt, tag, w)
 	}
 	return pgerror.Unsupported("ALTER … RENAME of " + strings.ToLower(strings.TrimPrefix(st.RenameType.String(), "OBJECT_")))
 }
 
-func (s *Session) finishSchemaChange(ctx context.Context, _ *catalog.Table, nt *catalog.Table, tag string, w ResultWriter) error {
+// finishSchemaChange stores a changed descriptor and completes the
+// statement.
+func (s *Session) finishSchemaChange(ctx context.Context, nt *catalog.Table, tag string, w ResultWriter) error {
 	if err := s.cat.UpdateTable(ctx, s.txn, nt); err != nil {
 		return err
 	}

@@ -127,6 +127,10 @@ type Session struct {
 	settings map[string]string
 	stats    statementStats
 	counting countingWriter
+	// memSetting is the query memory limit's text memLimit was parsed
+	// from.
+	memSetting string
+	memLimit   int64
 
 	mode     txnMode
 	txn      kvcluster.Txn

@@ -65,10 +65,14 @@ func parseMemory(s string) (int64, bool) {
 	return n * mult, true
 }
 
-// queryMemory is the session's per-statement memory limit in bytes.
+// queryMemory is the session's per-statement memory limit in bytes,
+// parsed again only when the setting changed.
 func (s *Session) queryMemory() int64 {
-	n, _ := parseMemory(s.settings["shaledb.query_memory_limit"])
-	return n
+	if v := s.settings["shaledb.query_memory_limit"]; v != s.memSetting {
+		s.memSetting = v
+		s.memLimit, _ = parseMemory(v)
+	}
+	return s.memLimit
 }
 
 // reported are the settings whose changes the client is told of with

@@ -54,9 +54,10 @@ type statementStats struct {
 // statistics.
 func (s *Session) execute(ctx context.Context, stmt *pg.Node, paramTypes []types.T, params []value.Value, w ResultWriter, maxRows int, portal *Portal) error {
 	start := time.Now()
-	kind := statementKind(stmt)
+	var kind string
 	var span trace.Span
 	if s.e.Tracer != nil {
+		kind = statementKind(stmt)
 		ctx, span = s.e.Tracer.Start(ctx, kind, trace.WithSpanKind(trace.SpanKindServer))
 	}
 	if s.gov != nil {
