@@ -85,6 +85,21 @@ func (w *writer) exists(key []byte) (bool, error) {
 	return found, err
 }
 
+// entryExists reports whether an index entry exists. With lock set (the
+// row was locked: the entry belongs to it) or for an index being built,
+// it locks the entry and reads its latest committed value, not the
+// snapshot's. The row's lock orders its writers, and the backfill locks
+// the entries it writes too, so an entry that another writer or the
+// backfill committed after this transaction's snapshot neither fails it
+// with a write conflict nor escapes it (storage accounting included).
+func (w *writer) entryExists(idx *catalog.Index, key []byte, lock bool) (bool, error) {
+	if lt, ok := w.rt.Txn.(kvcluster.LockingTxn); ok && (lock || idx.Building) {
+		_, found, err := lt.LockForUpdate(w.rt.Ctx, key)
+		return found, err
+	}
+	return w.exists(key)
+}
+
 // insert writes a new row; skip reports a conflict left alone by ON
 // CONFLICT DO NOTHING.
 func (w *writer) insert(row []value.Value, doNothing bool) (skip bool, err error) {
@@ -113,12 +128,12 @@ func (w *writer) insert(row []value.Value, doNothing bool) (skip bool, err error
 		if err != nil {
 			return false, err
 		}
-		if idx.Unique && len(v) > 0 {
-			found, err := w.exists(k)
+		if idx.Building || idx.Unique && len(v) > 0 {
+			found, err := w.entryExists(idx, k, false)
 			if err != nil {
 				return false, err
 			}
-			if found {
+			if found && idx.Unique && len(v) > 0 {
 				if doNothing {
 					return true, nil
 				}
@@ -150,6 +165,9 @@ func (w *writer) remove(row []value.Value) error {
 	for i := range w.t.Indexes {
 		k, _, err := w.rec.EncodeIndexEntry(w.rt.Codec, w.t.Indexes[i].RecordIndex(), row)
 		if err != nil {
+			return err
+		}
+		if _, err := w.entryExists(&w.t.Indexes[i], k, true); err != nil {
 			return err
 		}
 		if err := w.rt.Txn.Delete(w.rt.Ctx, k); err != nil {
@@ -195,14 +213,15 @@ func (w *writer) replace(old, new []value.Value) error {
 		if bytes.Equal(ok, nk) && bytes.Equal(oldKey, newKey) {
 			continue
 		}
-		if ri.Unique && len(nv) > 0 && !bytes.Equal(ok, nk) {
-			found, err := w.exists(nk)
-			if err != nil {
-				return err
-			}
-			if found {
-				return w.duplicate(&w.t.Indexes[i], new)
-			}
+		if _, err := w.entryExists(&w.t.Indexes[i], ok, true); err != nil {
+			return err
+		}
+		found, err := w.entryExists(&w.t.Indexes[i], nk, true)
+		if err != nil {
+			return err
+		}
+		if found && ri.Unique && len(nv) > 0 && !bytes.Equal(ok, nk) {
+			return w.duplicate(&w.t.Indexes[i], new)
 		}
 		if err := w.rt.Txn.Delete(w.rt.Ctx, ok); err != nil {
 			return err

@@ -151,6 +151,19 @@ type LockingTxn interface {
 	LockForUpdate(ctx context.Context, key []byte) (value []byte, found bool, err error)
 }
 
+// SnapshotWaiter is a KvCluster that can wait out older snapshots, as an
+// online schema change does between its steps: after a descriptor commit,
+// once no transaction that began before it is still open, every writer
+// knows the new descriptor. Implementations offer it by implementing it;
+// callers find it by type assertion.
+type SnapshotWaiter interface {
+	// WaitForOlderSnapshots returns once every transaction whose snapshot
+	// misses a commit that had returned before the call has ended, or
+	// with ctx's error. Transactions that begin after the call are not
+	// waited for.
+	WaitForOlderSnapshots(ctx context.Context) error
+}
+
 // PrefixDropper is a KvCluster that can remove every key under a prefix
 // at once, without a transaction per key: dropping a tenant is one call
 // however much it stored. Implementations offer it by implementing it;

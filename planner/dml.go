@@ -445,7 +445,7 @@ func (b *Builder) conflictUpdate(t *catalog.Table, name string, oc *pg.OnConflic
 			cu.Arbiter, cu.Primary = &t.Primary, true
 		}
 		for i := range t.Indexes {
-			if t.Indexes[i].Name == inf.Conname && t.Indexes[i].Unique {
+			if t.Indexes[i].Name == inf.Conname && t.Indexes[i].Unique && !t.Indexes[i].Building {
 				cu.Arbiter = &t.Indexes[i]
 			}
 		}
@@ -483,7 +483,7 @@ func (b *Builder) conflictUpdate(t *catalog.Table, name string, oc *pg.OnConflic
 			cu.Arbiter, cu.Primary = &t.Primary, true
 		}
 		for i := range t.Indexes {
-			if cu.Arbiter == nil && t.Indexes[i].Unique && same(&t.Indexes[i]) {
+			if cu.Arbiter == nil && t.Indexes[i].Unique && !t.Indexes[i].Building && same(&t.Indexes[i]) {
 				cu.Arbiter = &t.Indexes[i]
 			}
 		}

@@ -3,6 +3,7 @@ package planner
 import (
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -52,27 +53,70 @@ func (b *Builder) libFunc(name string, args []expr.Expr, loc int32) (expr.Expr, 
 	fn := func(t types.T, strict bool, f func(a []value.Value) (value.Value, error)) *expr.Func {
 		return &expr.Func{Name: name, Args: args, T: t, Strict: strict, Fn: func(_ *expr.Env, a []value.Value) (value.Value, error) { return f(a) }}
 	}
-	switch name {
-	case "substr", "substring":
-		if len(args) < 2 || len(args) > 3 {
-			return nil, notExist()
+	// textInts wants text, then integers, min to max arguments in all.
+	textInts := func(min, max int) error {
+		if len(args) < min || len(args) > max {
+			return notExist()
 		}
 		if isUnknown(args[0]) {
 			c, err := b.coerce(args[0], types.Text, "argument")
 			if err != nil {
-				return nil, err
+				return err
 			}
 			args[0] = c
 		}
 		if args[0].Type().Kind != value.KindText {
-			return nil, notExist()
+			return notExist()
 		}
 		for i := 1; i < len(args); i++ {
 			c, err := b.coerce(args[i], types.Int4, "argument")
 			if err != nil || c.Type().Kind != value.KindInt {
-				return nil, notExist()
+				return notExist()
 			}
 			args[i] = c
+		}
+		return nil
+	}
+	switch name {
+	case "repeat":
+		if err := textInts(2, 2); err != nil {
+			return nil, err
+		}
+		return fn(types.Text, true, func(a []value.Value) (value.Value, error) {
+			n := max(int64(a[1].(value.Int)), 0)
+			if n*int64(len(text(a[0]))) > 1<<30-1 {
+				return nil, pgerror.New(pgerror.CodeProgramLimitExceeded, "requested length too large")
+			}
+			return value.Text(strings.Repeat(text(a[0]), int(n))), nil
+		}), nil
+	case "left", "right":
+		if err := textInts(2, 2); err != nil {
+			return nil, err
+		}
+		return fn(types.Text, true, func(a []value.Value) (value.Value, error) {
+			r := []rune(text(a[0]))
+			n := int64(a[1].(value.Int))
+			if n < 0 {
+				n = max(int64(len(r))+n, 0)
+			}
+			n = min(n, int64(len(r)))
+			if name == "left" {
+				return value.Text(string(r[:n])), nil
+			}
+			return value.Text(string(r[int64(len(r))-n:])), nil
+		}), nil
+	case "reverse":
+		if err := texts(1); err != nil {
+			return nil, err
+		}
+		return fn(types.Text, true, func(a []value.Value) (value.Value, error) {
+			r := []rune(text(a[0]))
+			slices.Reverse(r)
+			return value.Text(string(r)), nil
+		}), nil
+	case "substr", "substring":
+		if err := textInts(2, 3); err != nil {
+			return nil, err
 		}
 		return fn(types.Text, true, func(a []value.Value) (value.Value, error) {
 			runes := []rune(text(a[0]))

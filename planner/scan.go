@@ -122,6 +122,9 @@ func (b *Builder) chooseScan(s *Scan) {
 	top := score(best, eqs, lo, hi)
 	for i := range s.Table.Indexes {
 		idx := &s.Table.Indexes[i]
+		if idx.Building {
+			continue // not filled yet: only writes know it
+		}
 		e, l, h := keyed(idx)
 		// A secondary index costs a row read per entry: it must narrow
 		// the scan, and beat the primary key strictly.

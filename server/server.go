@@ -233,6 +233,9 @@ func (n *Node) listen() error {
 	n.engine = session.NewEngine(n.store, n.cfg.Now)
 	n.engine.Admin = admin{n}
 	n.engine.Tracer = n.tel.tracer
+	if err := n.abandonIndexBuilds(context.Background()); err != nil {
+		return err
+	}
 	n.pg = pgwire.NewServer(pgwire.Config{TLS: tlsCfg, Logger: n.cfg.Logger}, n)
 	ln, err := net.Listen("tcp", n.cfg.Listen)
 	if err != nil {
@@ -251,6 +254,60 @@ func (n *Node) listen() error {
 		go func() { _ = n.http.Serve(hl) }()
 	}
 	return nil
+}
+
+// abandonIndexBuilds takes out the indexes a crash left half built
+// (session's online CREATE INDEX), with their entries, in the tenant's
+// own session so that its storage accounting sees the deletes.
+func (n *Node) abandonIndexBuilds(ctx context.Context) error {
+	type build struct {
+		tenant keys.TenantID
+		table  keys.TableID
+		index  keys.IndexID
+		marker []byte
+	}
+	var builds []build
+	err := kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) error {
+		start, end := keys.MetaIndexBuildSpan()
+		return kvcluster.ScanAll(ctx, txn, start, end, 256, func(e kvcluster.KeyValue) error {
+			tn, tb, ix, err := keys.DecodeMetaIndexBuild(e.Key)
+			builds = append(builds, build{tn, tb, ix, e.Key})
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("find interrupted index builds: %w", err)
+	}
+	for _, b := range builds {
+		var t tenancy.Tenant
+		var found bool
+		err := kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) (err error) {
+			t, found, err = tenancy.Get(ctx, txn, b.tenant)
+			return err
+		})
+		if err == nil && !found {
+			err = kvcluster.Update(ctx, n.store, 10, func(txn kvcluster.Txn) error { return txn.Delete(ctx, b.marker) })
+		}
+		if err == nil && found {
+			err = n.abandonIndexBuild(ctx, t, b.table, b.index)
+		}
+		if err != nil {
+			return fmt.Errorf("abandon index build of tenant %d: %w", b.tenant, err)
+		}
+		n.cfg.Logger.Warn("abandoned an index build a crash interrupted", "tenant", t.Name, "table", b.table, "index", b.index)
+	}
+	return nil
+}
+
+func (n *Node) abandonIndexBuild(ctx context.Context, t tenancy.Tenant, table keys.TableID, index keys.IndexID) error {
+	live, release, err := n.tenants.Acquire(ctx, t, func() {})
+	if err != nil {
+		return err
+	}
+	s := n.engine.New(t.ID, t.Name, &catalog.Role{Name: AdminUser, Superuser: true}, nil, live)
+	s.OnClose(release)
+	defer s.Close()
+	return s.AbandonIndexBuild(ctx, table, index)
 }
 
 // Addr is the PostgreSQL protocol address.

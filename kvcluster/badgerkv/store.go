@@ -182,6 +182,25 @@ func (s *Store) oldestReadTs() uint64 {
 	return oldest
 }
 
+// WaitForOlderSnapshots implements kvcluster.SnapshotWaiter: a commit
+// that returned before the call is at or below the visible timestamp now,
+// so it waits until no open transaction reads below that. It polls, from
+// 1 ms up to 50 ms: schema changes are rare, and a hook in every Rollback
+// would cost every transaction.
+func (s *Store) WaitForOlderSnapshots(ctx context.Context) error {
+	target := s.visibleTs.Load()
+	wait := time.Millisecond
+	for s.oldestReadTs() < target {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+	return nil
+}
+
 // Close implements kvcluster.KvCluster.
 func (s *Store) Close() error {
 	s.closeMu.Lock()

@@ -69,6 +69,24 @@ type Index struct {
 	Name    string               `json:"name"`
 	Columns []record.IndexColumn `json:"columns"`
 	Unique  bool                 `json:"unique,omitempty"`
+	// Building marks a secondary index an online CREATE INDEX is still
+	// filling: every write maintains it (locking its entries, so the
+	// backfill and the write are ordered), but no read uses it and no
+	// catalog shows it until it is public.
+	Building bool `json:"building,omitempty"`
+}
+
+// PublicIndexes is the primary index followed by the secondary indexes
+// that are not being built: what catalogs show and reads may use.
+func (t *Table) PublicIndexes() []Index {
+	out := make([]Index, 0, 1+len(t.Indexes))
+	out = append(out, t.Primary)
+	for _, idx := range t.Indexes {
+		if !idx.Building {
+			out = append(out, idx)
+		}
+	}
+	return out
 }
 
 // Table describes one table.

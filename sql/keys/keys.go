@@ -41,6 +41,7 @@ const (
 	metaTenantByID    byte = 0x03
 	metaNextTenantID  byte = 0x04
 	metaDropping      byte = 0x05
+	metaIndexBuild    byte = 0x06
 )
 
 // ErrBadKey wraps every error decoding a key that this package did not
@@ -90,6 +91,42 @@ func DecodeMetaDroppingTenant(key []byte) (TenantID, error) {
 		return 0, fmt.Errorf("%w: dropping-tenant marker % x", ErrBadKey, key)
 	}
 	return TenantID(id), nil
+}
+
+// MetaIndexBuild marks an online index build in progress: written with
+// the descriptor that adds the index in its building state, removed with
+// the one that makes it public or takes it away. A start abandons the
+// builds a crash interrupted.
+func MetaIndexBuild(tenant TenantID, table TableID, index IndexID) []byte {
+	k := encoding.AppendUvarint([]byte{prefixMeta, metaIndexBuild}, uint64(tenant))
+	k = encoding.AppendUvarint(k, uint64(table))
+	return encoding.AppendUvarint(k, uint64(index))
+}
+
+// MetaIndexBuildSpan spans every MetaIndexBuild marker.
+func MetaIndexBuildSpan() (start, end []byte) {
+	return []byte{prefixMeta, metaIndexBuild}, []byte{prefixMeta, metaIndexBuild + 1}
+}
+
+// DecodeMetaIndexBuild returns the tenant, table and index of a
+// MetaIndexBuild key.
+func DecodeMetaIndexBuild(key []byte) (TenantID, TableID, IndexID, error) {
+	bad := fmt.Errorf("%w: % x is not an index-build marker", ErrBadKey, key)
+	if len(key) < 2 || key[0] != prefixMeta || key[1] != metaIndexBuild {
+		return 0, 0, 0, bad
+	}
+	var ids [3]uint64
+	rest := key[2:]
+	for i := range ids {
+		var err error
+		if ids[i], rest, err = encoding.DecodeUvarint(rest); err != nil {
+			return 0, 0, 0, bad
+		}
+	}
+	if len(rest) != 0 || ids[0] == 0 || ids[1] > 1<<32-1 || ids[2] > 1<<32-1 {
+		return 0, 0, 0, bad
+	}
+	return TenantID(ids[0]), TableID(ids[1]), IndexID(ids[2]), nil
 }
 
 // MetaSpan spans all store metadata.

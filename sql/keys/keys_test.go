@@ -116,3 +116,20 @@ func FuzzDecodeTenantKey(f *testing.F) {
 		}
 	})
 }
+
+func TestMetaIndexBuildRoundTrip(t *testing.T) {
+	k := MetaIndexBuild(77, 1<<32-1, 3)
+	start, end := MetaIndexBuildSpan()
+	if bytes.Compare(k, start) < 0 || bytes.Compare(k, end) >= 0 {
+		t.Fatalf("marker % x outside its span", k)
+	}
+	tn, tb, ix, err := DecodeMetaIndexBuild(k)
+	if err != nil || tn != 77 || tb != 1<<32-1 || ix != 3 {
+		t.Fatalf("decoded %d %d %d %v", tn, tb, ix, err)
+	}
+	for _, bad := range [][]byte{k[:len(k)-1], append(bytes.Clone(k), 0), MetaDroppingTenant(77), MetaIndexBuild(0, 1, 1)} {
+		if _, _, _, err := DecodeMetaIndexBuild(bad); err == nil {
+			t.Errorf("% x decoded", bad)
+		}
+	}
+}

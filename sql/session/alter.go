@@ -44,6 +44,9 @@ func (s *Session) alterTable(ctx context.Context, st *pg.AlterTableStmt, w Resul
 		case pg.AlterTableType_AT_AddColumn:
 			nt, err = s.addColumn(ctx, cur, cmd.Def.GetColumnDef(), cmd.MissingOk, w)
 		case pg.AlterTableType_AT_DropColumn:
+			if err := checkNotBuilding(cur); err != nil {
+				return err
+			}
 			nt, err = s.dropColumn(ctx, cur, cmd.Name, cmd.MissingOk, w)
 		case pg.AlterTableType_AT_SetNotNull, pg.AlterTableType_AT_DropNotNull:
 			nt, err = s.setNotNull(ctx, cur, cmd.Name, cmd.Subtype == pg.AlterTableType_AT_SetNotNull)
@@ -55,6 +58,9 @@ func (s *Session) alterTable(ctx context.Context, st *pg.AlterTableStmt, w Resul
 			c := cmd.Def.GetConstraint()
 			switch {
 			case c != nil && c.Contype == pg.ConstrType_CONSTR_PRIMARY:
+				if err := checkNotBuilding(cur); err != nil {
+					return err
+				}
 				if err := s.addPrimaryKey(ctx, cur, planner.Names(c.Keys), c.Conname); err != nil {
 					return err
 				}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/keys"
 	"github.com/shaledb/shaledb/sql/pgerror"
 )
 
@@ -35,6 +36,10 @@ func (s *Session) createTable(ctx context.Context, st *pg.CreateStmt, w ResultWr
 	if err := s.cat.CreateTable(ctx, s.txn, t); err != nil {
 		return err
 	}
+	if s.createdInTxn == nil {
+		s.createdInTxn = map[keys.TableID]bool{}
+	}
+	s.createdInTxn[t.ID] = true
 	return w.Complete("CREATE TABLE")
 }
 

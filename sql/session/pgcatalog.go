@@ -115,7 +115,7 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 						value.Int(owner), value.Int(oidHeap), value.Bool(true), value.Text("p"), value.Int(natts)}); err != nil {
 						return err
 					}
-					for _, idx := range append([]catalog.Index{t.Primary}, t.Indexes...) {
+					for _, idx := range t.PublicIndexes() {
 						if idx.Name == "" || len(idx.Columns) == 1 && t.Columns[len(t.Columns)-1].Hidden && idx.ID == t.Primary.ID && t.Columns[len(t.Columns)-1].ID == idx.Columns[0].Column {
 							continue // the hidden rowid key is no index a user made
 						}
@@ -135,7 +135,7 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 					return err
 				}
 				for _, t := range tables {
-					for i, idx := range append([]catalog.Index{t.Primary}, t.Indexes...) {
+					for i, idx := range t.PublicIndexes() {
 						if err := emit([]value.Value{value.Int(indexOID(t, &idx)), value.Int(tableOID(t)), value.Bool(i == 0 || idx.Unique),
 							value.Bool(i == 0), value.Int(len(idx.Columns))}); err != nil {
 							return err

@@ -11,6 +11,7 @@ import (
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/keys"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/types"
 	"github.com/shaledb/shaledb/sql/value"
@@ -19,7 +20,9 @@ import (
 // Schema changes beyond CREATE/DROP TABLE: ALTER TABLE's column and
 // constraint commands, RENAME, CREATE/DROP INDEX. Each runs in the
 // statement's transaction: other sessions see the old schema until it
-// commits and the new one after, never a mix. Rows are never rewritten for
+// commits and the new one after, never a mix. An index on a table that
+// existed before the transaction is filled after the commit, online
+// (indexbuild.go). Rows are never rewritten for
 // ADD or DROP COLUMN (the record layer fills added columns' values and
 // skips dropped ones).
 
@@ -173,14 +176,7 @@ func (s *Session) clearIndex(ctx context.Context, t *catalog.Table, idx *catalog
 func (s *Session) buildIndex(ctx context.Context, t *catalog.Table, idx *catalog.Index) error {
 	rec := t.Record()
 	ri := idx.RecordIndex()
-	positions := make([]int, len(idx.Columns))
-	for i, ic := range idx.Columns {
-		for j, c := range t.Columns {
-			if c.ID == ic.Column {
-				positions[i] = j
-			}
-		}
-	}
+	positions := indexPositions(t, idx)
 	return s.scanRows(ctx, t, func(row []value.Value) error {
 		k, v, err := rec.EncodeIndexEntry(s.codec, ri, row)
 		if err != nil {
@@ -254,10 +250,22 @@ func (s *Session) addIndex(ctx context.Context, t *catalog.Table, name string, e
 		return nil, pgerror.New(pgerror.CodeDuplicateTable, "relation %q already exists", name)
 	}
 	nt := *t
-	nt.Indexes = append(append([]catalog.Index(nil), t.Indexes...), catalog.Index{ID: t.NextIndexID, Name: name, Columns: cols, Unique: unique})
+	idx := catalog.Index{ID: t.NextIndexID, Name: name, Columns: cols, Unique: unique}
 	nt.NextIndexID++
-	if err := s.buildIndex(ctx, &nt, &nt.Indexes[len(nt.Indexes)-1]); err != nil {
-		return nil, err
+	if !s.createdInTxn[t.ID] {
+		// Others may be writing the table: build online after the commit.
+		idx.Building = true
+		if err := s.txn.Put(ctx, keys.MetaIndexBuild(s.tenant, t.ID, idx.ID), nil); err != nil {
+			return nil, err
+		}
+		s.jobs = append(s.jobs, indexJob{table: t.ID, index: idx.ID, name: name})
+	}
+	nt.Indexes = append(append([]catalog.Index(nil), t.Indexes...), idx)
+	if !idx.Building {
+		// No one else can see the table yet: fill the index now.
+		if err := s.buildIndex(ctx, &nt, &nt.Indexes[len(nt.Indexes)-1]); err != nil {
+			return nil, err
+		}
 	}
 	return &nt, nil
 }

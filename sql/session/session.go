@@ -136,6 +136,11 @@ type Session struct {
 	txn      kvcluster.Txn
 	txnStart time.Time
 
+	// createdInTxn are the tables the transaction created, which no one
+	// else can write yet; jobs the index builds to run once it commits.
+	createdInTxn map[keys.TableID]bool
+	jobs         []indexJob
+
 	prepared map[string]*Prepared
 	portals  map[string]*Portal
 	onClose  []func()
@@ -215,15 +220,23 @@ func (s *Session) endTxn(ctx context.Context, commit bool) error {
 	txn := s.txn
 	s.txn = nil
 	s.mode = txnNone
+	jobs := s.jobs
+	s.jobs = nil
+	clear(s.createdInTxn)
 	if txn == nil {
 		return nil
 	}
-	defer s.e.descs.Ended(txn)
 	if !commit {
 		txn.Rollback()
+		s.e.descs.Ended(txn)
 		return nil
 	}
-	return txn.Commit(ctx)
+	err := txn.Commit(ctx)
+	s.e.descs.Ended(txn)
+	if err != nil || len(jobs) == 0 {
+		return err
+	}
+	return s.runIndexJobs(ctx, jobs)
 }
 
 // statementFails moves the transaction state after a statement error.
@@ -446,6 +459,12 @@ func (s *Session) table(ctx context.Context) func(string) (*catalog.Table, error
 		}
 		if strings.HasPrefix(name, "information_schema.") {
 			return s.infoSchemaView(name)
+		}
+		if strings.HasPrefix(name, "pg_") {
+			// pg_catalog is searched first, as in PostgreSQL.
+			if v, err := s.catalogView(name); err == nil {
+				return v, nil
+			}
 		}
 		return s.cat.MustTable(ctx, s.txn, name)
 	}

@@ -1,0 +1,343 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/shaledb/shaledb/executor"
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/keys"
+	"github.com/shaledb/shaledb/sql/pgerror"
+)
+
+// Online index builds (RFC 0010). CREATE INDEX on a table that existed
+// before the transaction does not fill the index in the statement's
+// transaction, which would miss what concurrent writers commit after its
+// snapshot. Instead:
+//
+//  1. The statement's transaction adds the index in its building state
+//     (catalog.Index.Building) with a marker key (keys.MetaIndexBuild).
+//     From its commit on, every new transaction's writes maintain the
+//     index, locking its entries; no read uses it, no catalog shows it.
+//  2. After the commit, the build waits until every transaction that
+//     began before it has ended (kvcluster.SnapshotWaiter): from then on,
+//     every writer knows the index.
+//  3. The backfill walks the table a page at a time, each page in a
+//     transaction of its own. It locks each row and the entry it writes
+//     and reads their latest values, as writers do, so a concurrent write
+//     of the row is ordered before or after it by the locks, never lost,
+//     and neither fails the other.
+//  4. One transaction makes the index public and removes the marker.
+//
+// If the build fails (a duplicate for a unique index, a cancel, a dropped
+// table), the index is taken out of the descriptor with its marker, the
+// build waits out older snapshots again (writers that still maintain it),
+// then deletes its entries. A start abandons builds a crash interrupted
+// (AbandonIndexBuilds). The CommandComplete of CREATE INDEX is sent before
+// the commit; a build error is reported after it, as PostgreSQL reports a
+// deferred constraint's violation at commit.
+
+// indexJob is an index build to run once the transaction that added the
+// index commits.
+type indexJob struct {
+	table keys.TableID
+	index keys.IndexID
+	name  string
+}
+
+// backfillPage is the rows one backfill transaction covers.
+const backfillPage = 256
+
+// ownTxnAttempts bounds the retries of one build step that lost a race.
+const ownTxnAttempts = 50
+
+// inOwnTxn runs fn in a transaction of the session's own, outside any
+// the client sees, and commits it; a retryable failure runs it again.
+func (s *Session) inOwnTxn(ctx context.Context, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		if err := s.begin(ctx); err != nil {
+			return err
+		}
+		txn := s.txn
+		err := fn()
+		s.txn = nil
+		if err == nil {
+			err = txn.Commit(ctx)
+		} else {
+			txn.Rollback()
+		}
+		s.e.descs.Ended(txn)
+		if err != nil && kvcluster.IsRetryable(err) && attempt < ownTxnAttempts && ctx.Err() == nil {
+			time.Sleep(time.Duration(attempt) * time.Millisecond)
+			continue
+		}
+		return err
+	}
+}
+
+// tableByID reads the descriptor with id in the session's transaction.
+func (s *Session) tableByID(ctx context.Context, id keys.TableID) (*catalog.Table, error) {
+	tables, err := s.cat.Tables(ctx, s.txn)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		if t.ID == id {
+			return t, nil
+		}
+	}
+	return nil, nil
+}
+
+// runIndexJobs builds the indexes the committed transaction added.
+func (s *Session) runIndexJobs(ctx context.Context, jobs []indexJob) error {
+	for _, j := range jobs {
+		if err := s.buildOnline(ctx, j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitForOlderSnapshots is step 2 (and the wait before a failed build's
+// entries are deleted).
+func (s *Session) waitForOlderSnapshots(ctx context.Context) error {
+	sw, ok := s.e.KV.(kvcluster.SnapshotWaiter)
+	if !ok {
+		return pgerror.Unsupported("online index builds on this store")
+	}
+	return sw.WaitForOlderSnapshots(ctx)
+}
+
+// buildOnline runs steps 2 to 4 for one index, abandoning it on failure.
+func (s *Session) buildOnline(ctx context.Context, j indexJob) error {
+	// The transaction may have dropped the index (or its table) again.
+	gone := false
+	err := s.inOwnTxn(ctx, func() error {
+		t, err := s.tableByID(ctx, j.table)
+		if err != nil {
+			return err
+		}
+		gone = t == nil || !slices.ContainsFunc(t.Indexes, func(idx catalog.Index) bool { return idx.ID == j.index && idx.Building })
+		if gone {
+			return s.txn.Delete(ctx, keys.MetaIndexBuild(s.tenant, j.table, j.index))
+		}
+		return nil
+	})
+	if err != nil || gone {
+		return err
+	}
+	err = s.waitForOlderSnapshots(ctx)
+	if err == nil {
+		err = s.backfill(ctx, j)
+	}
+	if err == nil {
+		err = s.inOwnTxn(ctx, func() error { return s.finishBuild(ctx, j, true) })
+	}
+	if err == nil {
+		return nil
+	}
+	// Clean up even when the client went away or cancelled: bounded, on a
+	// context of its own.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	if aerr := s.abandonBuild(cctx, j.table, j.index); aerr != nil {
+		err = errors.Join(err, fmt.Errorf("abandon index %q: %w", j.name, aerr))
+	}
+	if kvcluster.IsRetryable(err) {
+		// Never leave the caller to re-run the statement: the index is gone.
+		err = pgerror.New(pgerror.CodeSerializationFailure, "could not create index %q: %v", j.name, err)
+	}
+	return err
+}
+
+// finishBuild makes the index public (or, with public false, takes it
+// out of the descriptor) and removes its marker.
+func (s *Session) finishBuild(ctx context.Context, j indexJob, public bool) error {
+	t, err := s.tableByID(ctx, j.table)
+	if err != nil {
+		return err
+	}
+	if err := s.txn.Delete(ctx, keys.MetaIndexBuild(s.tenant, j.table, j.index)); err != nil {
+		return err
+	}
+	if t == nil {
+		if public {
+			return pgerror.New(pgerror.CodeUndefinedTable, "the table of index %q was dropped while the index was built", j.name)
+		}
+		return nil
+	}
+	nt := *t
+	nt.Indexes = nil
+	found := false
+	for _, idx := range t.Indexes {
+		if idx.ID != j.index {
+			nt.Indexes = append(nt.Indexes, idx)
+			continue
+		}
+		found = true
+		if public {
+			idx.Building = false
+			nt.Indexes = append(nt.Indexes, idx)
+		}
+	}
+	if !found {
+		if public {
+			return pgerror.New(pgerror.CodeObjectNotInPrerequisiteState, "index %q was removed while it was built", j.name)
+		}
+		return nil
+	}
+	return s.cat.UpdateTable(ctx, s.txn, &nt)
+}
+
+// backfill is step 3: entries for every row, a page per transaction.
+func (s *Session) backfill(ctx context.Context, j indexJob) error {
+	var from []byte
+	for {
+		var next []byte
+		done := false
+		err := s.inOwnTxn(ctx, func() error {
+			var err error
+			next, done, err = s.backfillPage(ctx, j, from)
+			return err
+		})
+		if err != nil || done {
+			return err
+		}
+		from = next
+	}
+}
+
+// backfillPage writes the entries of up to backfillPage rows from the
+// primary key from on, returning where the next page starts.
+func (s *Session) backfillPage(ctx context.Context, j indexJob, from []byte) (next []byte, done bool, err error) {
+	t, err := s.tableByID(ctx, j.table)
+	if err != nil {
+		return nil, false, err
+	}
+	var idx *catalog.Index
+	for i := 0; t != nil && i < len(t.Indexes); i++ {
+		if t.Indexes[i].ID == j.index {
+			idx = &t.Indexes[i]
+		}
+	}
+	if idx == nil || !idx.Building {
+		return nil, false, pgerror.New(pgerror.CodeObjectNotInPrerequisiteState, "index %q or its table was changed while the index was built", j.name)
+	}
+	lt, ok := s.txn.(kvcluster.LockingTxn)
+	if !ok {
+		return nil, false, pgerror.Unsupported("online index builds without row locks")
+	}
+	rec, ri := t.Record(), idx.RecordIndex()
+	start, end := s.codec.IndexSpan(t.ID, t.Primary.ID)
+	if from != nil {
+		start = from
+	}
+	page, err := s.txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: backfillPage})
+	if err != nil {
+		return nil, false, err
+	}
+	for _, e := range page {
+		// The row's latest version, locked: a writer that changes it
+		// now waits for this page, and one that changed it since the
+		// snapshot is seen.
+		val, found, err := lt.LockForUpdate(ctx, e.Key)
+		if err != nil {
+			return nil, false, err
+		}
+		if !found {
+			continue
+		}
+		row, err := rec.DecodeRow(s.codec, e.Key, val)
+		if err != nil {
+			return nil, false, err
+		}
+		k, v, err := rec.EncodeIndexEntry(s.codec, ri, row)
+		if err != nil {
+			return nil, false, err
+		}
+		cur, found, err := lt.LockForUpdate(ctx, k)
+		if err != nil {
+			return nil, false, err
+		}
+		if found && bytes.Equal(cur, v) {
+			continue // a writer got there first
+		}
+		if found && idx.Unique && len(v) > 0 {
+			return nil, false, pgerror.New(pgerror.CodeUniqueViolation, "could not create unique index %q", idx.Name).
+				WithDetail("Key %s is duplicated.", executor.KeyText(t, indexPositions(t, idx), row))
+		}
+		if err := s.txn.Put(ctx, k, v); err != nil {
+			return nil, false, err
+		}
+	}
+	if len(page) < backfillPage {
+		return nil, true, nil
+	}
+	return append(bytes.Clone(page[len(page)-1].Key), 0), false, nil
+}
+
+// checkNotBuilding refuses a schema change that rebuilds or removes t's
+// indexes while one is being built.
+func checkNotBuilding(t *catalog.Table) error {
+	for _, idx := range t.Indexes {
+		if idx.Building {
+			return pgerror.New(pgerror.CodeObjectInUse, "index %q of table %q is being built", idx.Name, t.Name).
+				WithHint("Try again once CREATE INDEX has finished.")
+		}
+	}
+	return nil
+}
+
+// indexPositions are the table positions of idx's columns.
+func indexPositions(t *catalog.Table, idx *catalog.Index) []int {
+	positions := make([]int, len(idx.Columns))
+	for i, ic := range idx.Columns {
+		for j, c := range t.Columns {
+			if c.ID == ic.Column {
+				positions[i] = j
+			}
+		}
+	}
+	return positions
+}
+
+// AbandonIndexBuild takes out an index that a crash left half built, as
+// a failed build does; the node calls it at start for every marker.
+func (s *Session) AbandonIndexBuild(ctx context.Context, table keys.TableID, index keys.IndexID) error {
+	return s.abandonBuild(ctx, table, index)
+}
+
+// abandonBuild takes a building index out of its table and deletes its
+// entries once no writer can add more.
+func (s *Session) abandonBuild(ctx context.Context, table keys.TableID, index keys.IndexID) error {
+	j := indexJob{table: table, index: index}
+	if err := s.inOwnTxn(ctx, func() error { return s.finishBuild(ctx, j, false) }); err != nil {
+		return err
+	}
+	if err := s.waitForOlderSnapshots(ctx); err != nil {
+		return err
+	}
+	start, end := s.codec.IndexSpan(table, index)
+	for {
+		n := 0
+		err := s.inOwnTxn(ctx, func() error {
+			page, err := s.txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 1024})
+			n = len(page)
+			for _, e := range page {
+				if err == nil {
+					err = s.txn.Delete(ctx, e.Key)
+				}
+			}
+			return err
+		})
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
