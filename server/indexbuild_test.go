@@ -29,14 +29,7 @@ import (
 func TestCreateIndexOnline(t *testing.T) {
 	_, url := startNode(t)
 	ctx := context.Background()
-	connect := func() *pgx.Conn {
-		c, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(ctx) })
-		return c
-	}
+	connect := func() *pgx.Conn { return mustConnect(t, url) }
 	admin := connect()
 	const rows = 3000
 	if _, err := admin.Exec(ctx, "CREATE TABLE acct (id int PRIMARY KEY, grp int NOT NULL, pad text)"); err != nil {

@@ -20,14 +20,7 @@ import (
 func TestSchemaChangesAreNeverServedStale(t *testing.T) {
 	_, url := startNode(t)
 	ctx := context.Background()
-	connect := func() *pgx.Conn {
-		c, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(ctx) })
-		return c
-	}
+	connect := func() *pgx.Conn { return mustConnect(t, url) }
 	writer := connect()
 	if _, err := writer.Exec(ctx, "CREATE TABLE flip (c0 int); INSERT INTO flip VALUES (0)"); err != nil {
 		t.Fatal(err)

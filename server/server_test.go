@@ -25,6 +25,17 @@ func startNode(t *testing.T) (*Node, string) {
 	return n, fmt.Sprintf("postgres://admin:secret@%s/system?sslmode=disable", n.Addr())
 }
 
+// mustConnect opens a connection the test closes when it ends.
+func mustConnect(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
 func sqlstate(err error) string {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
