@@ -32,7 +32,7 @@ func (w *writer) prepare(row []value.Value) error {
 		if err != nil {
 			return err
 		}
-		if c.NotNull && v.Kind() == value.KindNull {
+		if (c.NotNull || c.Validating) && v.Kind() == value.KindNull {
 			return pgerror.New(pgerror.CodeNotNullViolation, "null value in column %q of relation %q violates not-null constraint", c.Name, w.t.Name).
 				WithDetail("Failing row contains %s.", rowText(w.t, row))
 		}

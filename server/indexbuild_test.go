@@ -400,3 +400,75 @@ func countSpan(t *testing.T, kv kvcluster.KvCluster, codec keys.Codec, table key
 	}
 	return n
 }
+
+// TestSetNotNullOnline: SET NOT NULL commits only once no writer that
+// began before it is left. A NULL written by such a writer after the
+// statement's own check fails it with 23502 and leaves the column
+// nullable; without one it succeeds, and NULLs are refused. ADD COLUMN
+// … NOT NULL on an empty table is undone the same way when an older
+// writer adds a row, which reads NULL for the new column.
+func TestSetNotNullOnline(t *testing.T) {
+	_, url := startNode(t)
+	ctx := context.Background()
+	a, b := mustConnect(t, url), mustConnect(t, url)
+	if _, err := a.Exec(ctx, "CREATE TABLE nn (id int PRIMARY KEY, v int); INSERT INTO nn VALUES (1, 1), (2, 2)"); err != nil {
+		t.Fatal(err)
+	}
+	// old began before the ALTER and writes a NULL after its check.
+	racing := func(alter, write string) error {
+		tx, err := b.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT 1 FROM nn LIMIT 1"); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.Exec(ctx, alter)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			t.Fatalf("%s did not wait for an older transaction: %v", alter, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if _, err := tx.Exec(ctx, write); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return <-done
+	}
+	if err := racing("ALTER TABLE nn ALTER COLUMN v SET NOT NULL", "INSERT INTO nn VALUES (3, NULL)"); sqlstate(err) != "23502" {
+		t.Fatalf("want 23502 for the NULL an older writer added, got %v", err)
+	}
+	if _, err := a.Exec(ctx, "INSERT INTO nn VALUES (4, NULL)"); err != nil {
+		t.Fatalf("the failed SET NOT NULL still refuses NULLs: %v", err)
+	}
+	if _, err := a.Exec(ctx, "DELETE FROM nn WHERE v IS NULL"); err != nil {
+		t.Fatal(err)
+	}
+	if err := racing("ALTER TABLE nn ALTER COLUMN v SET NOT NULL", "INSERT INTO nn VALUES (5, 5)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "INSERT INTO nn VALUES (6, NULL)"); sqlstate(err) != "23502" {
+		t.Fatalf("want 23502 once NOT NULL is set, got %v", err)
+	}
+	var notnull bool
+	if err := a.QueryRow(ctx, "SELECT is_nullable = 'NO' FROM information_schema.columns WHERE table_name = 'nn' AND column_name = 'v'").Scan(&notnull); err != nil || !notnull {
+		t.Fatalf("the catalog does not show NOT NULL: %v %v", notnull, err)
+	}
+
+	if _, err := a.Exec(ctx, "CREATE TABLE e (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := racing("ALTER TABLE e ADD COLUMN w int NOT NULL", "INSERT INTO e VALUES (1)"); sqlstate(err) != "23502" {
+		t.Fatalf("want 23502 for the row an older writer added, got %v", err)
+	}
+	var cols int
+	if err := a.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'e'").Scan(&cols); err != nil || cols != 1 {
+		t.Fatalf("the failed ADD COLUMN left %d columns (%v)", cols, err)
+	}
+}

@@ -51,6 +51,10 @@ type Column struct {
 	Name    string            `json:"name"`
 	Type    types.T           `json:"type"`
 	NotNull bool              `json:"not_null,omitempty"`
+	// Validating marks a NOT NULL being added online (SET NOT NULL, ADD
+	// COLUMN … NOT NULL on a table others write): writes refuse NULL
+	// already; NotNull, which catalogs show, is set once every row passed.
+	Validating bool `json:"validating,omitempty"`
 	// Default is the SQL text of the DEFAULT expression; empty for none.
 	Default string `json:"default,omitempty"`
 	// Serial columns default to the next value of their sequence.

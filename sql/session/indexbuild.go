@@ -11,6 +11,7 @@ import (
 	"github.com/shaledb/shaledb/executor"
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/sql/catalog"
+	"github.com/shaledb/shaledb/sql/encoding"
 	"github.com/shaledb/shaledb/sql/keys"
 	"github.com/shaledb/shaledb/sql/pgerror"
 )
@@ -42,13 +43,26 @@ import (
 // the commit; a build error is reported after it, as PostgreSQL reports a
 // deferred constraint's violation at commit.
 
-// indexJob is an index build to run once the transaction that added the
-// index commits.
-type indexJob struct {
+// schemaJob is the part of an online schema change that runs once the
+// transaction that started it commits.
+type schemaJob struct {
+	kind  jobKind
 	table keys.TableID
+	name  string // the index's or the column's
+	// index is the index a jobIndex builds.
 	index keys.IndexID
-	name  string
+	// column is the column a jobNotNull validates; added when the
+	// statement added the column, which a failed check takes away again.
+	column encoding.ColumnID
+	added  bool
 }
+
+type jobKind uint8
+
+const (
+	jobIndex   jobKind = iota // build an index (this file)
+	jobNotNull                // validate a NOT NULL (notnull.go)
+)
 
 // backfillPage is the rows one backfill transaction covers.
 const backfillPage = 256
@@ -94,10 +108,18 @@ func (s *Session) tableByID(ctx context.Context, id keys.TableID) (*catalog.Tabl
 	return nil, nil
 }
 
-// runIndexJobs builds the indexes the committed transaction added.
-func (s *Session) runIndexJobs(ctx context.Context, jobs []indexJob) error {
+// runSchemaJobs finishes the online schema changes of the committed
+// transaction, in the order its statements made them.
+func (s *Session) runSchemaJobs(ctx context.Context, jobs []schemaJob) error {
 	for _, j := range jobs {
-		if err := s.buildOnline(ctx, j); err != nil {
+		var err error
+		switch j.kind {
+		case jobIndex:
+			err = s.buildOnline(ctx, j)
+		case jobNotNull:
+			err = s.validateNotNull(ctx, j)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -115,7 +137,7 @@ func (s *Session) waitForOlderSnapshots(ctx context.Context) error {
 }
 
 // buildOnline runs steps 2 to 4 for one index, abandoning it on failure.
-func (s *Session) buildOnline(ctx context.Context, j indexJob) error {
+func (s *Session) buildOnline(ctx context.Context, j schemaJob) error {
 	// The transaction may have dropped the index (or its table) again.
 	gone := false
 	err := s.inOwnTxn(ctx, func() error {
@@ -158,7 +180,7 @@ func (s *Session) buildOnline(ctx context.Context, j indexJob) error {
 
 // finishBuild makes the index public (or, with public false, takes it
 // out of the descriptor) and removes its marker.
-func (s *Session) finishBuild(ctx context.Context, j indexJob, public bool) error {
+func (s *Session) finishBuild(ctx context.Context, j schemaJob, public bool) error {
 	t, err := s.tableByID(ctx, j.table)
 	if err != nil {
 		return err
@@ -196,7 +218,7 @@ func (s *Session) finishBuild(ctx context.Context, j indexJob, public bool) erro
 }
 
 // backfill is step 3: entries for every row, a page per transaction.
-func (s *Session) backfill(ctx context.Context, j indexJob) error {
+func (s *Session) backfill(ctx context.Context, j schemaJob) error {
 	var from []byte
 	for {
 		var next []byte
@@ -215,7 +237,7 @@ func (s *Session) backfill(ctx context.Context, j indexJob) error {
 
 // backfillPage writes the entries of up to backfillPage rows from the
 // primary key from on, returning where the next page starts.
-func (s *Session) backfillPage(ctx context.Context, j indexJob, from []byte) (next []byte, done bool, err error) {
+func (s *Session) backfillPage(ctx context.Context, j schemaJob, from []byte) (next []byte, done bool, err error) {
 	t, err := s.tableByID(ctx, j.table)
 	if err != nil {
 		return nil, false, err
@@ -316,7 +338,7 @@ func (s *Session) AbandonIndexBuild(ctx context.Context, table keys.TableID, ind
 // abandonBuild takes a building index out of its table and deletes its
 // entries once no writer can add more.
 func (s *Session) abandonBuild(ctx context.Context, table keys.TableID, index keys.IndexID) error {
-	j := indexJob{table: table, index: index}
+	j := schemaJob{kind: jobIndex, table: table, index: index}
 	if err := s.inOwnTxn(ctx, func() error { return s.finishBuild(ctx, j, false) }); err != nil {
 		return err
 	}

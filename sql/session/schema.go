@@ -91,6 +91,12 @@ func (s *Session) addColumn(ctx context.Context, t *catalog.Table, cd *pg.Column
 		if !empty {
 			return nil, pgerror.New(pgerror.CodeNotNullViolation, "column %q of relation %q contains null values", col.Name, t.Name)
 		}
+		if !s.createdInTxn[t.ID] {
+			// Writers with the old descriptor may still add rows, which
+			// read NULL for the column: check again once they are gone.
+			col.NotNull, col.Validating = false, true
+			s.jobs = append(s.jobs, schemaJob{kind: jobNotNull, table: t.ID, column: col.ID, name: col.Name, added: true})
+		}
 	}
 	nt.Columns[len(nt.Columns)-1] = col
 	return &nt, nil
@@ -258,7 +264,7 @@ func (s *Session) addIndex(ctx context.Context, t *catalog.Table, name string, e
 		if err := s.txn.Put(ctx, keys.MetaIndexBuild(s.tenant, t.ID, idx.ID), nil); err != nil {
 			return nil, err
 		}
-		s.jobs = append(s.jobs, indexJob{table: t.ID, index: idx.ID, name: name})
+		s.jobs = append(s.jobs, schemaJob{kind: jobIndex, table: t.ID, index: idx.ID, name: name})
 	}
 	nt.Indexes = append(append([]catalog.Index(nil), t.Indexes...), idx)
 	if !idx.Building {
@@ -466,20 +472,34 @@ func (s *Session) setNotNull(ctx context.Context, t *catalog.Table, name string,
 				return nil, pgerror.New(pgerror.CodeInvalidTableDefinition, "column %q is in a primary key", name)
 			}
 		}
-		nt.Columns[i].NotNull = false
+		nt.Columns[i].NotNull, nt.Columns[i].Validating = false, false
 		return &nt, nil
 	}
-	err := s.scanRows(ctx, t, func(row []value.Value) error {
-		if row[i].Kind() == value.KindNull {
-			return pgerror.New(pgerror.CodeNotNullViolation, "column %q of relation %q contains null values", name, t.Name)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.checkNoNulls(ctx, t, i); err != nil {
 		return nil, err
+	}
+	if t.Columns[i].NotNull {
+		return &nt, nil
+	}
+	if !s.createdInTxn[t.ID] {
+		// Writers with the old descriptor may still add NULLs: check
+		// again once they are gone (notNullJob).
+		nt.Columns[i].Validating = true
+		s.jobs = append(s.jobs, schemaJob{kind: jobNotNull, table: t.ID, column: t.Columns[i].ID, name: name})
+		return &nt, nil
 	}
 	nt.Columns[i].NotNull = true
 	return &nt, nil
+}
+
+// checkNoNulls fails with 23502 if column i of t holds a NULL.
+func (s *Session) checkNoNulls(ctx context.Context, t *catalog.Table, i int) error {
+	return s.scanRows(ctx, t, func(row []value.Value) error {
+		if row[i].Kind() == value.KindNull {
+			return pgerror.New(pgerror.CodeNotNullViolation, "column %q of relation %q contains null values", t.Columns[i].Name, t.Name)
+		}
+		return nil
+	})
 }
 
 // dropConstraint runs ALTER TABLE … DROP CONSTRAINT name (a UNIQUE one).

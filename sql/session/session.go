@@ -137,9 +137,10 @@ type Session struct {
 	txnStart time.Time
 
 	// createdInTxn are the tables the transaction created, which no one
-	// else can write yet; jobs the index builds to run once it commits.
+	// else can write yet; jobs the online schema changes to finish once
+	// it commits.
 	createdInTxn map[keys.TableID]bool
-	jobs         []indexJob
+	jobs         []schemaJob
 
 	prepared map[string]*Prepared
 	portals  map[string]*Portal
@@ -236,7 +237,7 @@ func (s *Session) endTxn(ctx context.Context, commit bool) error {
 	if err != nil || len(jobs) == 0 {
 		return err
 	}
-	return s.runIndexJobs(ctx, jobs)
+	return s.runSchemaJobs(ctx, jobs)
 }
 
 // statementFails moves the transaction state after a statement error.
