@@ -103,6 +103,41 @@ func (rt *Runtime) evalAll(es []expr.Expr, row []value.Value) ([]value.Value, er
 	return out, nil
 }
 
+// series emits generate_series's values, from start towards stop by
+// step; a NULL argument gives no rows, a zero step 22023.
+func series(rt *Runtime, p *planner.Series, emit Emit) error {
+	args, err := rt.evalAll([]expr.Expr{p.Start, p.Stop, p.Step}, nil)
+	if err != nil {
+		return err
+	}
+	for _, a := range args {
+		if a.Kind() == value.KindNull {
+			return nil
+		}
+	}
+	cur, stop, step := args[0], args[1], args[2]
+	sign := p.Sign(step)
+	if sign == 0 {
+		return pgerror.New(pgerror.CodeInvalidParameterValue, "step size cannot equal zero")
+	}
+	for n := 0; value.Compare(cur, stop)*sign <= 0; n++ {
+		if n%1024 == 1023 {
+			if err := rt.Ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if err := emit([]value.Value{cur}); err != nil {
+			return err
+		}
+		next, ok, err := p.Next(cur, step)
+		if err != nil || !ok {
+			return err
+		}
+		cur = next
+	}
+	return nil
+}
+
 func run(rt *Runtime, p planner.Plan, emit Emit) error {
 	if err := rt.Ctx.Err(); err != nil {
 		return err
@@ -119,6 +154,8 @@ func run(rt *Runtime, p planner.Plan, emit Emit) error {
 			}
 		}
 		return nil
+	case *planner.Series:
+		return series(rt, p, emit)
 	case *planner.Scan:
 		return scan(rt, p, emit)
 	case *planner.RowSource:

@@ -107,6 +107,8 @@ func describe(p Plan) string {
 		return s
 	case *Values:
 		return fmt.Sprintf("Values (%d row%s)", len(p.Rows), plural(len(p.Rows)))
+	case *Series:
+		return "Function Scan on generate_series"
 	case *RowSource:
 		return "COPY input"
 	case *Insert:

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -332,6 +333,11 @@ func constant(c *pg.A_Const) (expr.Expr, error) {
 	case *pg.A_Const_Fval:
 		s := v.Fval.Fval
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+			// A float-looking token that is an integer (the grammar's
+			// -2147483648 is one): int4 if it fits, as PostgreSQL types it.
+			if i >= math.MinInt32 && i <= math.MaxInt32 {
+				return &expr.Const{V: value.Int(i), T: types.Int4}, nil
+			}
 			return &expr.Const{V: value.Int(i), T: types.Int8}, nil
 		}
 		n, err := value.ParseNumeric(s)

@@ -214,12 +214,14 @@ func andAll(es []expr.Expr) expr.Expr {
 	return out
 }
 
-// fromItem plans one FROM list item: a table, a WITH query, a subquery or
-// a join.
+// fromItem plans one FROM list item: a table, a WITH query, a subquery,
+// generate_series or a join.
 func (b *Builder) fromItem(n *pg.Node) (*fromItem, error) {
 	switch x := n.Node.(type) {
 	case *pg.Node_JoinExpr:
 		return b.joinExpr(x.JoinExpr)
+	case *pg.Node_RangeFunction:
+		return b.rangeFunction(x.RangeFunction)
 	case *pg.Node_RangeVar:
 		if _, isCTE := b.ctes[x.RangeVar.Relname]; !isCTE || x.RangeVar.Schemaname != "" {
 			t, err := b.tableOf(x.RangeVar)

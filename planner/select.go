@@ -48,7 +48,7 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	sc := &scope{}
 	var table *catalog.Table
 	haveFrom := len(s.FromClause) > 0
-	joined := len(s.FromClause) > 1 || len(s.FromClause) == 1 && s.FromClause[0].GetJoinExpr() != nil
+	joined := len(s.FromClause) > 1 || len(s.FromClause) == 1 && (s.FromClause[0].GetJoinExpr() != nil || s.FromClause[0].GetRangeFunction() != nil)
 	if joined {
 		in, jsc, err := b.fromList(s.FromClause, s.WhereClause)
 		if err != nil {

@@ -145,6 +145,8 @@ func Expressions(p Plan) []expr.Expr {
 		for _, r := range p.Rows {
 			add(r...)
 		}
+	case *Series:
+		add(p.Start, p.Stop, p.Step)
 	case *Scan:
 		add(p.Filter)
 		add(p.Eq...)

@@ -261,7 +261,7 @@ func (s *Session) checkPrivileges(p planner.Plan) error {
 			return walkAll(append(subplans(scan), subplans(p)...))
 		case *planner.Filter, *planner.Project, *planner.Sort, *planner.Limit, *planner.Aggregate,
 			*planner.Distinct, *planner.SetOp, *planner.Values, *planner.RowSource, *planner.Join,
-			*planner.RecursiveCTE, *planner.WorkTable:
+			*planner.RecursiveCTE, *planner.WorkTable, *planner.Series:
 		default:
 			// A plan node this walk does not know could read a table:
 			// refuse rather than skip its privilege check.
