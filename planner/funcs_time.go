@@ -362,15 +362,7 @@ func (b *Builder) timeArith(op string, l, r expr.Expr) (expr.Expr, bool, error) 
 			return f(a[0], a[1])
 		}}, true, nil
 	}
-	tsOf := func(v value.Value) int64 {
-		switch x := v.(type) {
-		case value.Timestamp:
-			return int64(x)
-		case value.TimestampTZ:
-			return int64(x)
-		}
-		return 0
-	}
+	tsOf := timestampMicros
 	mk := func(t types.T, us int64) value.Value {
 		if t.Kind == value.KindTimestampTZ {
 			return value.TimestampTZ(us)
