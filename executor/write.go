@@ -62,21 +62,9 @@ func rowText(t *catalog.Table, row []value.Value) string {
 	return string(append(b, ')'))
 }
 
-func (w *writer) columnPositions(idx *catalog.Index) []int {
-	var out []int
-	for _, ic := range idx.Columns {
-		for i, c := range w.t.Columns {
-			if c.ID == ic.Column {
-				out = append(out, i)
-			}
-		}
-	}
-	return out
-}
-
 func (w *writer) duplicate(idx *catalog.Index, row []value.Value) error {
 	return pgerror.New(pgerror.CodeUniqueViolation, "duplicate key value violates unique constraint %q", idx.Name).
-		WithDetail("Key %s already exists.", KeyText(w.t, w.columnPositions(idx), row))
+		WithDetail("Key %s already exists.", KeyText(w.t, w.t.Positions(idx), row))
 }
 
 // exists reports whether a row with this primary key exists.
@@ -107,7 +95,7 @@ func (w *writer) insert(row []value.Value, doNothing bool) (skip bool, err error
 	if err != nil {
 		return false, err
 	}
-	hiddenKey := w.t.Columns[w.columnPositions(&w.t.Primary)[0]].Hidden
+	hiddenKey := w.t.Columns[w.t.ColumnPos(w.t.Primary.Columns[0].Column)].Hidden
 	if !hiddenKey {
 		found, err := w.exists(key)
 		if err != nil {

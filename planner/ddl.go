@@ -178,14 +178,7 @@ func (b *Builder) CreateTable(s *pg.CreateStmt) (*catalog.Table, error) {
 	return t, nil
 }
 
-func columnPos(t *catalog.Table, id encoding.ColumnID) int {
-	for i, c := range t.Columns {
-		if c.ID == id {
-			return i
-		}
-	}
-	return -1
-}
+func columnPos(t *catalog.Table, id encoding.ColumnID) int { return t.ColumnPos(id) }
 
 func indexColumns(t *catalog.Table, names []string) ([]record.IndexColumn, error) {
 	var out []record.IndexColumn

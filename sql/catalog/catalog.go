@@ -80,6 +80,25 @@ type Index struct {
 	Building bool `json:"building,omitempty"`
 }
 
+// ColumnPos is the position of the column with id, or -1.
+func (t *Table) ColumnPos(id encoding.ColumnID) int {
+	for i, c := range t.Columns {
+		if c.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// Positions are the table positions of idx's columns, in index order.
+func (t *Table) Positions(idx *Index) []int {
+	out := make([]int, len(idx.Columns))
+	for i, ic := range idx.Columns {
+		out[i] = t.ColumnPos(ic.Column)
+	}
+	return out
+}
+
 // PublicIndexes is the primary index followed by the secondary indexes
 // that are not being built: what catalogs show and reads may use.
 func (t *Table) PublicIndexes() []Index {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/shaledb/shaledb/executor"
@@ -48,7 +47,10 @@ import (
 type schemaJob struct {
 	kind  jobKind
 	table keys.TableID
-	name  string // the index's or the column's
+	// tableName is the table's name when the job was made: the way to
+	// its descriptor through the cache, unless it was renamed since.
+	tableName string
+	name      string // the index's or the column's
 	// index is the index a jobIndex builds.
 	index keys.IndexID
 	// column is the column a jobNotNull validates; added when the
@@ -94,18 +96,36 @@ func (s *Session) inOwnTxn(ctx context.Context, fn func() error) error {
 	}
 }
 
-// tableByID reads the descriptor with id in the session's transaction.
-func (s *Session) tableByID(ctx context.Context, id keys.TableID) (*catalog.Table, error) {
+// tableIn reads j's table in the session's transaction, nil if it is
+// gone: by name through the descriptor cache, or, renamed since, by a
+// walk over every descriptor.
+func (j *schemaJob) tableIn(ctx context.Context, s *Session) (*catalog.Table, error) {
+	if j.tableName != "" {
+		t, found, err := s.cat.Table(ctx, s.txn, j.tableName)
+		if err != nil || found && t.ID == j.table {
+			return t, err
+		}
+	}
 	tables, err := s.cat.Tables(ctx, s.txn)
 	if err != nil {
 		return nil, err
 	}
 	for _, t := range tables {
-		if t.ID == id {
+		if t.ID == j.table {
 			return t, nil
 		}
 	}
 	return nil, nil
+}
+
+// buildingIndex is j's index in t while it is being built, else nil.
+func (j *schemaJob) buildingIndex(t *catalog.Table) *catalog.Index {
+	for i := 0; t != nil && i < len(t.Indexes); i++ {
+		if t.Indexes[i].ID == j.index && t.Indexes[i].Building {
+			return &t.Indexes[i]
+		}
+	}
+	return nil
 }
 
 // runSchemaJobs finishes the online schema changes of the committed
@@ -141,11 +161,11 @@ func (s *Session) buildOnline(ctx context.Context, j schemaJob) error {
 	// The transaction may have dropped the index (or its table) again.
 	gone := false
 	err := s.inOwnTxn(ctx, func() error {
-		t, err := s.tableByID(ctx, j.table)
+		t, err := j.tableIn(ctx, s)
 		if err != nil {
 			return err
 		}
-		gone = t == nil || !slices.ContainsFunc(t.Indexes, func(idx catalog.Index) bool { return idx.ID == j.index && idx.Building })
+		gone = j.buildingIndex(t) == nil
 		if gone {
 			return s.txn.Delete(ctx, keys.MetaIndexBuild(s.tenant, j.table, j.index))
 		}
@@ -181,7 +201,7 @@ func (s *Session) buildOnline(ctx context.Context, j schemaJob) error {
 // finishBuild makes the index public (or, with public false, takes it
 // out of the descriptor) and removes its marker.
 func (s *Session) finishBuild(ctx context.Context, j schemaJob, public bool) error {
-	t, err := s.tableByID(ctx, j.table)
+	t, err := j.tableIn(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -238,17 +258,12 @@ func (s *Session) backfill(ctx context.Context, j schemaJob) error {
 // backfillPage writes the entries of up to backfillPage rows from the
 // primary key from on, returning where the next page starts.
 func (s *Session) backfillPage(ctx context.Context, j schemaJob, from []byte) (next []byte, done bool, err error) {
-	t, err := s.tableByID(ctx, j.table)
+	t, err := j.tableIn(ctx, s)
 	if err != nil {
 		return nil, false, err
 	}
-	var idx *catalog.Index
-	for i := 0; t != nil && i < len(t.Indexes); i++ {
-		if t.Indexes[i].ID == j.index {
-			idx = &t.Indexes[i]
-		}
-	}
-	if idx == nil || !idx.Building {
+	idx := j.buildingIndex(t)
+	if idx == nil {
 		return nil, false, pgerror.New(pgerror.CodeObjectNotInPrerequisiteState, "index %q or its table was changed while the index was built", j.name)
 	}
 	lt, ok := s.txn.(kvcluster.LockingTxn)
@@ -292,7 +307,7 @@ func (s *Session) backfillPage(ctx context.Context, j schemaJob, from []byte) (n
 		}
 		if found && idx.Unique && len(v) > 0 {
 			return nil, false, pgerror.New(pgerror.CodeUniqueViolation, "could not create unique index %q", idx.Name).
-				WithDetail("Key %s is duplicated.", executor.KeyText(t, indexPositions(t, idx), row))
+				WithDetail("Key %s is duplicated.", executor.KeyText(t, t.Positions(idx), row))
 		}
 		if err := s.txn.Put(ctx, k, v); err != nil {
 			return nil, false, err
@@ -314,19 +329,6 @@ func checkNotBuilding(t *catalog.Table) error {
 		}
 	}
 	return nil
-}
-
-// indexPositions are the table positions of idx's columns.
-func indexPositions(t *catalog.Table, idx *catalog.Index) []int {
-	positions := make([]int, len(idx.Columns))
-	for i, ic := range idx.Columns {
-		for j, c := range t.Columns {
-			if c.ID == ic.Column {
-				positions[i] = j
-			}
-		}
-	}
-	return positions
 }
 
 // AbandonIndexBuild takes out an index that a crash left half built, as

@@ -25,29 +25,20 @@ func (s *Session) validateNotNull(ctx context.Context, j schemaJob) error {
 		return s.revertNotNull(ctx, j, err)
 	}
 	var violation error
-	err := s.inOwnTxn(ctx, func() error {
-		violation = nil
-		t, err := s.tableByID(ctx, j.table)
-		if err != nil || t == nil {
+	err := s.changeValidating(ctx, j, func(t, nt *catalog.Table, i int) error {
+		violation = s.checkNoNulls(ctx, t, i)
+		var pe *pgerror.Error
+		switch {
+		case violation == nil:
+			nt.Columns[i].NotNull, nt.Columns[i].Validating = true, false
+		case errors.As(violation, &pe) && pe.Code == pgerror.CodeNotNullViolation:
+			revert(nt, i, j.added)
+		default:
+			err := violation
+			violation = nil
 			return err
 		}
-		i := columnByID(t, j)
-		if i < 0 || !t.Columns[i].Validating {
-			return nil // dropped or changed since: nothing to finish
-		}
-		nt := *t
-		nt.Columns = append([]catalog.Column(nil), t.Columns...)
-		if err := s.checkNoNulls(ctx, t, i); err != nil {
-			var pe *pgerror.Error
-			if !errors.As(err, &pe) || pe.Code != pgerror.CodeNotNullViolation {
-				return err
-			}
-			violation = err
-			revert(&nt, i, j.added)
-		} else {
-			nt.Columns[i].NotNull, nt.Columns[i].Validating = true, false
-		}
-		return s.cat.UpdateTable(ctx, s.txn, &nt)
+		return nil
 	})
 	if err != nil {
 		return s.revertNotNull(ctx, j, err)
@@ -55,24 +46,36 @@ func (s *Session) validateNotNull(ctx context.Context, j schemaJob) error {
 	return violation
 }
 
-// revertNotNull takes back a NOT NULL whose check could not finish, so
-// no column is left refusing NULLs it was never declared to refuse.
-func (s *Session) revertNotNull(ctx context.Context, j schemaJob, cause error) error {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
-	err := s.inOwnTxn(cctx, func() error {
-		t, err := s.tableByID(cctx, j.table)
+// changeValidating runs change in a transaction of its own on a copy of
+// j's table whose column j.column is still Validating, and stores the
+// copy; a column dropped or changed since is left alone.
+func (s *Session) changeValidating(ctx context.Context, j schemaJob, change func(t, nt *catalog.Table, i int) error) error {
+	return s.inOwnTxn(ctx, func() error {
+		t, err := j.tableIn(ctx, s)
 		if err != nil || t == nil {
 			return err
 		}
-		i := columnByID(t, j)
+		i := t.ColumnPos(j.column)
 		if i < 0 || !t.Columns[i].Validating {
 			return nil
 		}
 		nt := *t
 		nt.Columns = append([]catalog.Column(nil), t.Columns...)
-		revert(&nt, i, j.added)
-		return s.cat.UpdateTable(cctx, s.txn, &nt)
+		if err := change(t, &nt, i); err != nil {
+			return err
+		}
+		return s.cat.UpdateTable(ctx, s.txn, &nt)
+	})
+}
+
+// revertNotNull takes back a NOT NULL whose check could not finish, so
+// no column is left refusing NULLs it was never declared to refuse.
+func (s *Session) revertNotNull(ctx context.Context, j schemaJob, cause error) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	err := s.changeValidating(cctx, j, func(_, nt *catalog.Table, i int) error {
+		revert(nt, i, j.added)
+		return nil
 	})
 	if kvcluster.IsRetryable(cause) {
 		cause = pgerror.New(pgerror.CodeSerializationFailure, "could not validate NOT NULL on column %q: %v", j.name, cause)
@@ -90,13 +93,4 @@ func revert(t *catalog.Table, i int, added bool) {
 		return
 	}
 	t.Columns[i].Validating = false
-}
-
-func columnByID(t *catalog.Table, j schemaJob) int {
-	for i, c := range t.Columns {
-		if c.ID == j.column {
-			return i
-		}
-	}
-	return -1
 }

@@ -95,7 +95,7 @@ func (s *Session) addColumn(ctx context.Context, t *catalog.Table, cd *pg.Column
 			// Writers with the old descriptor may still add rows, which
 			// read NULL for the column: check again once they are gone.
 			col.NotNull, col.Validating = false, true
-			s.jobs = append(s.jobs, schemaJob{kind: jobNotNull, table: t.ID, column: col.ID, name: col.Name, added: true})
+			s.jobs = append(s.jobs, schemaJob{kind: jobNotNull, table: t.ID, tableName: t.Name, column: col.ID, name: col.Name, added: true})
 		}
 	}
 	nt.Columns[len(nt.Columns)-1] = col
@@ -182,7 +182,7 @@ func (s *Session) clearIndex(ctx context.Context, t *catalog.Table, idx *catalog
 func (s *Session) buildIndex(ctx context.Context, t *catalog.Table, idx *catalog.Index) error {
 	rec := t.Record()
 	ri := idx.RecordIndex()
-	positions := indexPositions(t, idx)
+	positions := t.Positions(idx)
 	return s.scanRows(ctx, t, func(row []value.Value) error {
 		k, v, err := rec.EncodeIndexEntry(s.codec, ri, row)
 		if err != nil {
@@ -264,7 +264,7 @@ func (s *Session) addIndex(ctx context.Context, t *catalog.Table, name string, e
 		if err := s.txn.Put(ctx, keys.MetaIndexBuild(s.tenant, t.ID, idx.ID), nil); err != nil {
 			return nil, err
 		}
-		s.jobs = append(s.jobs, schemaJob{kind: jobIndex, table: t.ID, index: idx.ID, name: name})
+		s.jobs = append(s.jobs, schemaJob{kind: jobIndex, table: t.ID, tableName: t.Name, index: idx.ID, name: name})
 	}
 	nt.Indexes = append(append([]catalog.Index(nil), t.Indexes...), idx)
 	if !idx.Building {
@@ -485,7 +485,7 @@ func (s *Session) setNotNull(ctx context.Context, t *catalog.Table, name string,
 		// Writers with the old descriptor may still add NULLs: check
 		// again once they are gone (notNullJob).
 		nt.Columns[i].Validating = true
-		s.jobs = append(s.jobs, schemaJob{kind: jobNotNull, table: t.ID, column: t.Columns[i].ID, name: name})
+		s.jobs = append(s.jobs, schemaJob{kind: jobNotNull, table: t.ID, tableName: t.Name, column: t.Columns[i].ID, name: name})
 		return &nt, nil
 	}
 	nt.Columns[i].NotNull = true
