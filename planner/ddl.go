@@ -13,7 +13,6 @@ import (
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/record"
 	"github.com/shaledb/shaledb/sql/types"
-	"github.com/shaledb/shaledb/sql/value"
 )
 
 // deparseExpr prints an expression node as SQL text, through a parsed
@@ -159,11 +158,8 @@ func (b *Builder) CreateTable(s *pg.CreateStmt) (*catalog.Table, error) {
 	for _, ic := range cols {
 		i := columnPos(t, ic.Column)
 		t.Columns[i].NotNull = true
-		if t.Columns[i].Type.Kind == value.KindJSONB {
-			return nil, pgerror.New(pgerror.CodeUndefinedObject, "data type jsonb has no default operator class for access method \"btree\"")
-		}
-		if t.Columns[i].Type.Kind == value.KindInterval {
-			return nil, pgerror.Unsupported("interval key columns")
+		if err := types.KeyError(t.Columns[i].Type); err != nil {
+			return nil, err
 		}
 	}
 	t.Primary = catalog.Index{ID: keys.PrimaryIndexID, Name: t.Name + "_pkey", Columns: cols, Unique: true}
@@ -192,8 +188,8 @@ func indexColumns(t *catalog.Table, names []string) ([]record.IndexColumn, error
 			return nil, pgerror.New(pgerror.CodeDuplicateColumn, "column %q appears twice in primary key constraint", n)
 		}
 		seen[n] = true
-		if t.Columns[i].Type.Kind == value.KindInterval {
-			return nil, pgerror.Unsupported("interval key columns")
+		if err := types.KeyError(t.Columns[i].Type); err != nil {
+			return nil, err
 		}
 		out = append(out, record.IndexColumn{Column: t.Columns[i].ID})
 	}

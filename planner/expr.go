@@ -296,6 +296,12 @@ func (b *Builder) unify(l, r expr.Expr, op string, loc int32) (expr.Expr, expr.E
 		if t.OID == types.OIDFloat4 && lt.OID != rt.OID {
 			t = types.Float8
 		}
+	case lt.IsArray() && rt.IsArray():
+		if lt.ElemType().Kind != rt.ElemType().Kind {
+			return nil, nil, types.T{}, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "operator does not exist: %s %s %s", lt, op, rt).
+				WithHint("No operator matches the given name and argument types. You might need to add explicit type casts."), loc)
+		}
+		t = lt
 	case lt.Kind == rt.Kind:
 		t = lt
 		if lt.Kind == value.KindText {
@@ -357,8 +363,8 @@ func constant(c *pg.A_Const) (expr.Expr, error) {
 
 // typeName resolves a TypeName node.
 func typeName(tn *pg.TypeName) (types.T, error) {
-	if len(tn.ArrayBounds) > 0 {
-		return types.T{}, posErr(pgerror.Unsupported("array types"), tn.Location)
+	if len(tn.ArrayBounds) > 1 {
+		return types.T{}, posErr(pgerror.Unsupported("multi-dimensional arrays"), tn.Location)
 	}
 	ns := Names(tn.Names)
 	var mods []int32
@@ -372,6 +378,9 @@ func typeName(tn *pg.TypeName) (types.T, error) {
 	t, err := types.Resolve(strings.Join(ns, "."), mods)
 	if err != nil {
 		return types.T{}, posErr(pgerror.Classify(err), tn.Location)
+	}
+	if len(tn.ArrayBounds) == 1 {
+		return arrayType(t, tn.Location)
 	}
 	return t, nil
 }
@@ -444,12 +453,21 @@ func (b *Builder) expr(n *pg.Node, sc *scope) (expr.Expr, error) {
 		if err != nil {
 			return nil, err
 		}
+		if ae := x.TypeCast.Arg.GetAArrayExpr(); ae != nil && t.IsArray() {
+			return b.arrayExpr(ae, sc, &t)
+		}
+		if t.OID == types.OIDRegclass {
+			return b.regclassCast(x.TypeCast.Arg, sc)
+		}
 		e, err := b.expr(x.TypeCast.Arg, sc)
 		if err != nil {
 			return nil, err
 		}
 		if isUnknown(e) {
 			return b.coerce(e, t, "literal")
+		}
+		if e.Type().OID == types.OIDRegclass && t.Kind == value.KindText {
+			return regclassToText(e, t), nil
 		}
 		return &expr.Cast{E: e, T: t}, nil
 	case *pg.Node_AExpr:
@@ -506,6 +524,10 @@ func (b *Builder) expr(n *pg.Node, sc *scope) (expr.Expr, error) {
 		return &expr.Coalesce{Args: args, T: t}, nil
 	case *pg.Node_SubLink:
 		return b.subLink(x.SubLink, sc)
+	case *pg.Node_AArrayExpr:
+		return b.arrayExpr(x.AArrayExpr, sc, nil)
+	case *pg.Node_AIndirection:
+		return b.indirection(x.AIndirection, sc)
 	}
 	return nil, pgerror.Unsupported(fmt.Sprintf("expression %T", n.Node))
 }
@@ -629,6 +651,8 @@ func (b *Builder) aexpr(a *pg.A_Expr, sc *scope) (expr.Expr, error) {
 		return b.likeExpr(a, sc, Names(a.Name)[len(a.Name)-1])
 	case pg.A_Expr_Kind_AEXPR_IN:
 		return b.inList(a, sc, op == "<>")
+	case pg.A_Expr_Kind_AEXPR_OP_ANY, pg.A_Expr_Kind_AEXPR_OP_ALL:
+		return b.anyAll(a, sc, op)
 	case pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN:
 		lst := a.Rexpr.GetList()
 		lo := &pg.A_Expr{Kind: pg.A_Expr_Kind_AEXPR_OP, Name: []*pg.Node{pg.MakeStrNode(">=")}, Lexpr: a.Lexpr, Rexpr: lst.Items[0], Location: a.Location}
@@ -713,6 +737,9 @@ func (b *Builder) aexpr(a *pg.A_Expr, sc *scope) (expr.Expr, error) {
 		}
 		return &expr.Binary{Op: op, L: l, R: r, T: t}, nil
 	case "||":
+		if l.Type().IsArray() || r.Type().IsArray() {
+			return b.arrayConcat(l, r, a.Location)
+		}
 		var err error
 		if isUnknown(l) {
 			l, err = b.coerce(l, types.Text, "operand")

@@ -435,21 +435,46 @@ func (b *Builder) values(lists []*pg.Node) (Plan, error) {
 
 // columnName is the name PostgreSQL gives an unnamed select-list entry.
 func columnName(n *pg.Node) string {
+	name, _ := figureColumnName(n)
+	return name
+}
+
+// figureColumnName names a select-list expression as PostgreSQL's
+// FigureColname does; strength 1 (a cast's type name) gives way to an
+// outer cast's.
+func figureColumnName(n *pg.Node) (string, int) {
+	switch x := n.Node.(type) {
+	case *pg.Node_TypeCast:
+		if inner, strength := figureColumnName(x.TypeCast.Arg); strength > 1 {
+			return inner, strength
+		}
+		ns := Names(x.TypeCast.TypeName.Names)
+		name := ns[len(ns)-1]
+		if alias, ok := castNames[name]; ok {
+			return alias, 1
+		}
+		return name, 1
+	case *pg.Node_AArrayExpr:
+		return "array", 2
+	case *pg.Node_AIndirection:
+		return figureColumnName(x.AIndirection.Arg)
+	case *pg.Node_SubLink:
+		if x.SubLink.SubLinkType == pg.SubLinkType_ARRAY_SUBLINK {
+			return "array", 2
+		}
+	}
+	if name := columnNameOf(n); name != "?column?" {
+		return name, 2
+	}
+	return "?column?", 0
+}
+
+func columnNameOf(n *pg.Node) string {
 	switch x := n.Node.(type) {
 	case *pg.Node_ColumnRef:
 		return strNode(x.ColumnRef.Fields[len(x.ColumnRef.Fields)-1])
 	case *pg.Node_FuncCall:
 		return funcName(x.FuncCall)
-	case *pg.Node_TypeCast:
-		if inner := columnName(x.TypeCast.Arg); inner != "?column?" {
-			return inner
-		}
-		ns := Names(x.TypeCast.TypeName.Names)
-		name := ns[len(ns)-1]
-		if alias, ok := castNames[name]; ok {
-			return alias
-		}
-		return name
 	case *pg.Node_CaseExpr:
 		return "case"
 	case *pg.Node_CoalesceExpr:

@@ -34,6 +34,15 @@ func (b *Builder) subLink(sl *pg.SubLink, sc *scope) (expr.Expr, error) {
 			return nil, posErr(pgerror.New(pgerror.CodeSyntaxError, "subquery must return only one column"), sl.Location)
 		}
 		s.Kind, s.T = expr.Scalar, cols[0].Type
+	case pg.SubLinkType_ARRAY_SUBLINK:
+		if len(cols) != 1 {
+			return nil, posErr(pgerror.New(pgerror.CodeSyntaxError, "subquery must return only one column"), sl.Location)
+		}
+		t, err := arrayType(cols[0].Type, sl.Location)
+		if err != nil {
+			return nil, err
+		}
+		s.Kind, s.T = expr.ArrayOf, t
 	case pg.SubLinkType_ANY_SUBLINK, pg.SubLinkType_ALL_SUBLINK:
 		s.Kind, s.Op = expr.Any, "="
 		if sl.SubLinkType == pg.SubLinkType_ALL_SUBLINK {

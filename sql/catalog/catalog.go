@@ -80,6 +80,16 @@ type Index struct {
 	Building bool `json:"building,omitempty"`
 }
 
+// OID is the table's object id in the pg_catalog views and regclass:
+// made up but stable, 16384 + the table's id. Virtual tables have none.
+func (t *Table) OID() int64 { return 16384 + int64(t.ID) }
+
+// IndexOID is an index's object id: above a million, from the table's and
+// the index's ids.
+func (t *Table) IndexOID(idx *Index) int64 {
+	return 1_000_000 + int64(t.ID)*1000 + int64(idx.ID)
+}
+
 // ColumnPos is the position of the column with id, or -1.
 func (t *Table) ColumnPos(id encoding.ColumnID) int {
 	for i, c := range t.Columns {

@@ -34,6 +34,11 @@
 //	timestamp     51 <8 bytes like int>
 //	timestamptz   52 <8 bytes like int>
 //	uuid          60 <16 bytes>
+//	array         70 { 01 <element> }… 00   (elements are not arrays)
+//
+// An array's elements each follow a 01, and 00 ends it, so a shorter array
+// sorts before a longer one it is a prefix of and a NULL element (ff)
+// after every value, as PostgreSQL compares arrays.
 //
 // A numeric's key carries its value, not its display scale: 1.50 and 1.5
 // encode equal, as they are equal in a PostgreSQL index, and decode as 1.5.
@@ -87,6 +92,7 @@ const (
 	markerTimestamp   = 0x51
 	markerTimestampTZ = 0x52
 	markerUUID        = 0x60
+	markerArray       = 0x70
 	markerNull        = 0xff
 )
 
@@ -139,6 +145,18 @@ func appendKeyAsc(b []byte, v value.Value) ([]byte, error) {
 		return appendInt64(append(b, markerTimestampTZ), int64(v)), nil
 	case value.UUID:
 		return append(append(b, markerUUID), v[:]...), nil
+	case value.Array:
+		b = append(b, markerArray)
+		for _, e := range v.Elems {
+			if e.Kind() == value.KindArray {
+				return b, fmt.Errorf("%w: nested array", ErrNotKeyable)
+			}
+			var err error
+			if b, err = appendKeyAsc(append(b, 0x01), e); err != nil {
+				return b, err
+			}
+		}
+		return append(b, 0x00), nil
 	}
 	return b, fmt.Errorf("%w: %s", ErrNotKeyable, v.Kind())
 }
@@ -403,6 +421,28 @@ func DecodeKey(b []byte, dir Direction) (value.Value, []byte, error) {
 		var u value.UUID
 		copy(u[:], rest)
 		return u, rest[16:], nil
+	case markerArray:
+		elems := []value.Value{}
+		for {
+			if len(rest) == 0 {
+				return nil, nil, corrupt("unterminated array")
+			}
+			switch rest[0] {
+			case 0x00:
+				return value.Array{Elems: elems}, rest[1:], nil
+			case 0x01:
+				if len(rest) > 1 && rest[1] == markerArray {
+					return nil, nil, corrupt("nested array")
+				}
+				e, r, err := DecodeKey(rest[1:], Ascending)
+				if err != nil {
+					return nil, nil, err
+				}
+				elems, rest = append(elems, e), r
+			default:
+				return nil, nil, corrupt("bad array element marker")
+			}
+		}
 	}
 	return nil, nil, corrupt("unknown key marker %02x", m)
 }
@@ -456,6 +496,25 @@ func keyLen(b []byte, inv bool) (int, error) {
 			}
 		}
 		return 0, corrupt("unterminated byte string")
+	case markerArray:
+		for i := 1; i < len(b); {
+			switch get(i) {
+			case 0x00:
+				return i + 1, nil
+			case 0x01:
+				if i+1 < len(b) && get(i+1) == markerArray {
+					return 0, corrupt("nested array")
+				}
+				n, err := keyLen(b[i+1:], inv)
+				if err != nil {
+					return 0, err
+				}
+				i += 1 + n
+			default:
+				return 0, corrupt("bad array element marker")
+			}
+		}
+		return 0, corrupt("unterminated array")
 	}
 	return 0, corrupt("unknown key marker %02x", get(0))
 }

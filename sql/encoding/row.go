@@ -36,6 +36,8 @@ import (
 //	10   timestamptz  zigzag varint
 //	11   uuid         16 bytes
 //	12   jsonb        uvarint length, bytes
+//	13   interval     zigzag varints months, days, microseconds
+//	14   array        uvarint element count, each element as <tag> <payload>
 const (
 	tagNull = iota
 	tagFalse
@@ -51,7 +53,12 @@ const (
 	tagUUID
 	tagJSONB
 	tagInterval
+	tagArray
 )
+
+// maxArrayDepth bounds nesting when decoding untrusted bytes; arrays the
+// SQL layer writes are one level deep.
+const maxArrayDepth = 4
 
 // ColumnID identifies a column within its table for the life of the table;
 // ids are never reused.
@@ -62,6 +69,10 @@ type ColumnID uint32
 // increasing id order.
 func AppendRowColumn(b []byte, prev, id ColumnID, v value.Value) []byte {
 	b = binary.AppendUvarint(b, uint64(id-prev))
+	return appendRowValue(b, v)
+}
+
+func appendRowValue(b []byte, v value.Value) []byte {
 	switch v := v.(type) {
 	case value.Null:
 		return append(b, tagNull)
@@ -103,6 +114,12 @@ func AppendRowColumn(b []byte, prev, id ColumnID, v value.Value) []byte {
 		b = binary.AppendVarint(append(b, tagInterval), int64(v.Months))
 		b = binary.AppendVarint(b, int64(v.Days))
 		return binary.AppendVarint(b, v.Micros)
+	case value.Array:
+		b = binary.AppendUvarint(append(b, tagArray), uint64(len(v.Elems)))
+		for _, e := range v.Elems {
+			b = appendRowValue(b, e)
+		}
+		return b
 	}
 	panic("encoding: AppendRowColumn of unknown value type")
 }
@@ -126,7 +143,7 @@ func DecodeRow(b []byte, fn func(id ColumnID, v value.Value) error) error {
 		if len(b) == 0 {
 			return corrupt("missing column tag")
 		}
-		v, rest, err := decodeRowValue(b[0], b[1:])
+		v, rest, err := decodeRowValue(b[0], b[1:], 0)
 		if err != nil {
 			return err
 		}
@@ -138,7 +155,7 @@ func DecodeRow(b []byte, fn func(id ColumnID, v value.Value) error) error {
 	return nil
 }
 
-func decodeRowValue(tag byte, b []byte) (value.Value, []byte, error) {
+func decodeRowValue(tag byte, b []byte, depth int) (value.Value, []byte, error) {
 	varint := func() (int64, []byte, error) {
 		i, n := binary.Varint(b)
 		if n <= 0 {
@@ -235,6 +252,25 @@ func decodeRowValue(tag byte, b []byte) (value.Value, []byte, error) {
 			return nil, nil, corrupt("interval out of range")
 		}
 		return value.Interval{Months: int32(parts[0]), Days: int32(parts[1]), Micros: parts[2]}, b, nil
+	case tagArray:
+		n, w := binary.Uvarint(b)
+		// Every element takes at least its tag byte.
+		if w <= 0 || n > uint64(len(b)-w) || depth >= maxArrayDepth {
+			return nil, nil, corrupt("bad array")
+		}
+		b = b[w:]
+		elems := make([]value.Value, n)
+		for i := range elems {
+			if len(b) == 0 {
+				return nil, nil, corrupt("truncated array")
+			}
+			e, rest, err := decodeRowValue(b[0], b[1:], depth+1)
+			if err != nil {
+				return nil, nil, err
+			}
+			elems[i], b = e, rest
+		}
+		return value.Array{Elems: elems}, b, nil
 	case tagUUID:
 		if len(b) < 16 {
 			return nil, nil, corrupt("truncated uuid")

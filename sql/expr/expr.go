@@ -106,6 +106,17 @@ func CastValue(v value.Value, from, to types.T) (value.Value, error) {
 	if v.Kind() == value.KindNull {
 		return v, nil
 	}
+	if a, ok := v.(value.Array); ok && to.IsArray() && from.IsArray() {
+		out := make([]value.Value, len(a.Elems))
+		for i, e := range a.Elems {
+			c, err := CastValue(e, from.ElemType(), to.ElemType())
+			if err != nil {
+				return nil, err
+			}
+			out[i] = c
+		}
+		return value.Array{Elems: out}, nil
+	}
 	if from.Kind == to.Kind && from.OID != types.OIDUnknown {
 		if v2, ok := v.(value.Float); ok && to.OID == types.OIDFloat4 {
 			return types.Coerce(to, v2)

@@ -20,6 +20,8 @@ const (
 	Any
 	// All is LHS Op ALL (subquery).
 	All
+	// ArrayOf is ARRAY(subquery): the values of its one column, in order.
+	ArrayOf
 )
 
 // Subquery is a subquery used as an expression. Plan is the planner's
@@ -55,6 +57,7 @@ func (s *Subquery) Eval(env *Env) (value.Value, error) {
 	var out value.Value
 	sawNull := false
 	rows := 0
+	var elems []value.Value
 	err := env.Subquery(s, env, func(row []value.Value) (bool, error) {
 		rows++
 		switch s.Kind {
@@ -67,12 +70,15 @@ func (s *Subquery) Eval(env *Env) (value.Value, error) {
 			}
 			out = row[0]
 			return true, nil
+		case ArrayOf:
+			elems = append(elems, row[0])
+			return true, nil
 		}
 		if lhs.Kind() == value.KindNull || row[0].Kind() == value.KindNull {
 			sawNull = true
 			return true, nil
 		}
-		match := compareOp(s.Op, value.Compare(lhs, row[0]))
+		match := CompareOp(s.Op, value.Compare(lhs, row[0]))
 		if s.Kind == Any && match {
 			out = value.Bool(true)
 			return false, nil
@@ -94,6 +100,11 @@ func (s *Subquery) Eval(env *Env) (value.Value, error) {
 		return value.Bool(false), nil
 	case Scalar:
 		return value.Null{}, nil
+	case ArrayOf:
+		if elems == nil {
+			elems = []value.Value{}
+		}
+		return value.Array{Elems: elems}, nil
 	}
 	// No row decided it: with a NULL comparison the answer is unknown.
 	if sawNull {
@@ -102,7 +113,9 @@ func (s *Subquery) Eval(env *Env) (value.Value, error) {
 	return value.Bool(s.Kind == All), nil
 }
 
-func compareOp(op string, c int) bool {
+// CompareOp reports whether a comparison op holds for value.Compare's
+// result c.
+func CompareOp(op string, c int) bool {
 	switch op {
 	case "=":
 		return c == 0

@@ -22,6 +22,7 @@ const (
 	CodeProtocolViolation               = "08P01"
 	CodeSyntaxError                     = "42601"
 	CodeUndefinedTable                  = "42P01"
+	CodeUndefinedSchema                 = "3F000"
 	CodeUndefinedColumn                 = "42703"
 	CodeUndefinedFunction               = "42883"
 	CodeUndefinedObject                 = "42704"

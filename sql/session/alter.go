@@ -13,6 +13,7 @@ import (
 	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/record"
+	"github.com/shaledb/shaledb/sql/types"
 	"github.com/shaledb/shaledb/sql/value"
 )
 
@@ -120,8 +121,8 @@ func (s *Session) addPrimaryKey(ctx context.Context, t *catalog.Table, cols []st
 		if i < 0 || t.Columns[i].Hidden {
 			return pgerror.New(pgerror.CodeUndefinedColumn, "column %q of relation %q does not exist", cn, t.Name)
 		}
-		if t.Columns[i].Type.Kind == value.KindJSONB {
-			return pgerror.New(pgerror.CodeUndefinedObject, "data type jsonb has no default operator class for access method \"btree\"")
+		if err := types.KeyError(t.Columns[i].Type); err != nil {
+			return err
 		}
 		keyCols = append(keyCols, record.IndexColumn{Column: t.Columns[i].ID})
 		positions = append(positions, i)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/encoding"
 	"github.com/shaledb/shaledb/sql/pgerror"
@@ -28,11 +29,6 @@ const (
 	oidSuper     = 10 // the bootstrap superuser's role oid
 )
 
-func tableOID(t *catalog.Table) int64 { return 16384 + int64(t.ID) }
-
-func indexOID(t *catalog.Table, idx *catalog.Index) int64 {
-	return 1_000_000 + int64(t.ID)*1000 + int64(idx.ID)
-}
 
 func col(id int, name string, t types.T) catalog.Column {
 	return catalog.Column{ID: idEnc(id), Name: name, Type: t}
@@ -111,7 +107,7 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 							natts++
 						}
 					}
-					if err := emit([]value.Value{value.Int(tableOID(t)), value.Text(t.Name), value.Int(oidPublic), value.Text("r"),
+					if err := emit([]value.Value{value.Int(t.OID()), value.Text(t.Name), value.Int(oidPublic), value.Text("r"),
 						value.Int(owner), value.Int(oidHeap), value.Bool(true), value.Text("p"), value.Int(natts)}); err != nil {
 						return err
 					}
@@ -119,7 +115,7 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 						if idx.Name == "" || len(idx.Columns) == 1 && t.Columns[len(t.Columns)-1].Hidden && idx.ID == t.Primary.ID && t.Columns[len(t.Columns)-1].ID == idx.Columns[0].Column {
 							continue // the hidden rowid key is no index a user made
 						}
-						if err := emit([]value.Value{value.Int(indexOID(t, &idx)), value.Text(idx.Name), value.Int(oidPublic), value.Text("i"),
+						if err := emit([]value.Value{value.Int(t.IndexOID(&idx)), value.Text(idx.Name), value.Int(oidPublic), value.Text("i"),
 							value.Int(owner), value.Int(oidBtree), value.Bool(false), value.Text("p"), value.Int(len(idx.Columns))}); err != nil {
 							return err
 						}
@@ -136,7 +132,7 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 				}
 				for _, t := range tables {
 					for i, idx := range t.PublicIndexes() {
-						if err := emit([]value.Value{value.Int(indexOID(t, &idx)), value.Int(tableOID(t)), value.Bool(i == 0 || idx.Unique),
+						if err := emit([]value.Value{value.Int(t.IndexOID(&idx)), value.Int(t.OID()), value.Bool(i == 0 || idx.Unique),
 							value.Bool(i == 0), value.Int(len(idx.Columns))}); err != nil {
 							return err
 						}
@@ -258,4 +254,66 @@ func (s *Session) infoSchemaView(name string) (*catalog.Table, error) {
 			}}, nil
 	}
 	return nil, pgerror.Unsupported("the system view " + name)
+}
+
+// catalogCall answers the catalog functions that need the tenant's
+// catalog (planner.catalogFunc).
+func (s *Session) catalogCall(ctx context.Context, name string, args []value.Value) (value.Value, error) {
+	switch name {
+	case "pg_get_userbyid":
+		return s.pgGetUserByID(ctx, int64(args[0].(value.Int)))
+	case "regclass_out":
+		return s.relationName(ctx, int64(args[0].(value.Int)))
+	case "regclass_in":
+		return s.relationByName(ctx, string(args[0].(value.Text)))
+	}
+	return nil, pgerror.New(pgerror.CodeUndefinedFunction, "function %s does not exist", name)
+}
+
+// relationName is a relation's name by oid, or the oid as text when it
+// names nothing, as regclass prints.
+func (s *Session) relationName(ctx context.Context, oid int64) (value.Value, error) {
+	tables, err := s.cat.Tables(ctx, s.txn)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		if t.OID() == oid {
+			return value.Text(planner.QuoteIdent(t.Name)), nil
+		}
+		for _, idx := range t.Indexes {
+			if t.IndexOID(&idx) == oid {
+				return value.Text(planner.QuoteIdent(idx.Name)), nil
+			}
+		}
+	}
+	return value.Text(itoa(oid)), nil
+}
+
+// relationByName is regclass input at run time.
+func (s *Session) relationByName(ctx context.Context, name string) (value.Value, error) {
+	if n, err := strconv.ParseInt(strings.TrimSpace(name), 10, 64); err == nil {
+		return value.Int(n), nil
+	}
+	parts := planner.SplitQualifiedName(strings.TrimSpace(name))
+	if len(parts) == 2 && parts[0] == "public" {
+		parts = parts[1:]
+	}
+	if len(parts) == 1 {
+		tables, err := s.cat.Tables(ctx, s.txn)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tables {
+			if t.Name == parts[0] {
+				return value.Int(t.OID()), nil
+			}
+			for _, idx := range t.Indexes {
+				if idx.Name == parts[0] && !idx.Building {
+					return value.Int(t.IndexOID(&idx)), nil
+				}
+			}
+		}
+	}
+	return nil, pgerror.New(pgerror.CodeUndefinedTable, "relation %q does not exist", name)
 }

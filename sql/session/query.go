@@ -37,7 +37,9 @@ func (s *Session) planWith(b *planner.Builder, stmt *pg.Node) (planner.Plan, err
 	var err error
 	switch x := stmt.Node.(type) {
 	case *pg.Node_SelectStmt:
-		p, err = b.Select(x.SelectStmt)
+		if p, err = b.Select(x.SelectStmt); err == nil {
+			p = planner.NameRelations(p)
+		}
 	case *pg.Node_InsertStmt:
 		p, err = b.Insert(x.InsertStmt)
 	case *pg.Node_UpdateStmt:
@@ -69,7 +71,7 @@ func (s *Session) runtime(ctx context.Context, params []value.Value) *executor.R
 			NextVal: func(seq string) (int64, error) { return s.e.seqs.next(ctx, s.cat, seq) },
 			Admin:   s.adminCall(ctx),
 			Catalog: func(name string, args []value.Value) (value.Value, error) {
-				return s.pgGetUserByID(ctx, int64(args[0].(value.Int)))
+				return s.catalogCall(ctx, name, args)
 			},
 		},
 	}

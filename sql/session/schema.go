@@ -246,8 +246,8 @@ func (s *Session) addIndex(ctx context.Context, t *catalog.Table, name string, e
 		if desc[i] {
 			cols[i].Dir = 1
 		}
-		if t.Columns[planner.ColumnPos(t, cols[i].Column)].Type.Kind == value.KindJSONB {
-			return nil, pgerror.New(pgerror.CodeUndefinedObject, "data type jsonb has no default operator class for access method \"btree\"")
+		if err := types.KeyError(t.Columns[planner.ColumnPos(t, cols[i].Column)].Type); err != nil {
+			return nil, err
 		}
 	}
 	if name == "" {

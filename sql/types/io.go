@@ -33,6 +33,9 @@ func ParseText(t T, s string) (value.Value, error) {
 }
 
 func parseText(t T, s string) (value.Value, error) {
+	if t.IsArray() {
+		return parseArray(t, s)
+	}
 	switch t.OID {
 	case OIDBool:
 		switch strings.ToLower(strings.TrimSpace(s)) {
@@ -42,6 +45,18 @@ func parseText(t T, s string) (value.Value, error) {
 			return value.Bool(false), nil
 		}
 		return nil, invalidText(t, s)
+	case OIDOID, OIDRegclass, OIDRegtype, OIDRegnamespace:
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			if t.OID != OIDOID {
+				return parseRegName(t, s)
+			}
+			return nil, invalidText(t, s)
+		}
+		if n < 0 || n > math.MaxUint32 {
+			return nil, pgerror.New(pgerror.CodeNumericValueOutOfRange, "value %q is out of range for type %s", s, names[t.OID])
+		}
+		return value.Int(n), nil
 	case OIDInt2, OIDInt4, OIDInt8:
 		i, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 		if err != nil {
@@ -240,9 +255,14 @@ func AppendText(b []byte, t T, v value.Value) []byte {
 		}
 		return append(b, 'f')
 	case value.Int:
+		if name, ok := regName(t, int64(v)); ok {
+			return append(b, name...)
+		}
 		return strconv.AppendInt(b, int64(v), 10)
 	case value.Float:
 		return appendFloat(b, float64(v), t.OID == OIDFloat4)
+	case value.Array:
+		return appendArrayText(b, t, v)
 	case value.Numeric:
 		return append(b, v.String()...)
 	case value.Text:
@@ -378,11 +398,13 @@ func AppendBinary(b []byte, t T, v value.Value) []byte {
 			return append(b, 1)
 		}
 		return append(b, 0)
+	case value.Array:
+		return appendArrayBinary(b, t, v)
 	case value.Int:
 		switch t.OID {
 		case OIDInt2:
 			return binary.BigEndian.AppendUint16(b, uint16(v))
-		case OIDInt4:
+		case OIDInt4, OIDOID, OIDRegclass, OIDRegtype, OIDRegnamespace:
 			return binary.BigEndian.AppendUint32(b, uint32(v))
 		}
 		return binary.BigEndian.AppendUint64(b, uint64(v))
@@ -425,6 +447,9 @@ func ParseBinary(t T, b []byte) (value.Value, error) {
 }
 
 func parseBinary(t T, b []byte) (value.Value, error) {
+	if t.IsArray() {
+		return parseArrayBinary(t, b)
+	}
 	need := func(n int) error {
 		if len(b) != n {
 			return invalidBinary(t)
@@ -447,6 +472,11 @@ func parseBinary(t T, b []byte) (value.Value, error) {
 			return nil, err
 		}
 		return value.Int(int32(binary.BigEndian.Uint32(b))), nil
+	case OIDOID, OIDRegclass, OIDRegtype, OIDRegnamespace:
+		if err := need(4); err != nil {
+			return nil, err
+		}
+		return value.Int(binary.BigEndian.Uint32(b)), nil
 	case OIDInt8:
 		if err := need(8); err != nil {
 			return nil, err

@@ -35,6 +35,10 @@ const (
 	OIDUUID        uint32 = 2950
 	OIDJSONB       uint32 = 3802
 	OIDInterval    uint32 = 1186
+	// The object identifier types: an oid, printed and read as a name.
+	OIDRegclass     uint32 = 2205
+	OIDRegtype      uint32 = 2206
+	OIDRegnamespace uint32 = 4089
 )
 
 // T is a SQL type with its modifiers.
@@ -45,6 +49,8 @@ type T struct {
 	Width int32
 	// Precision and Scale of numeric(p, s); Precision 0 when unconstrained.
 	Precision, Scale int32
+	// Elem is an array type's element type OID; 0 for other types.
+	Elem uint32
 }
 
 // The types, unmodified.
@@ -67,6 +73,12 @@ var (
 	UUID        = T{OID: OIDUUID, Kind: value.KindUUID}
 	JSONB       = T{OID: OIDJSONB, Kind: value.KindJSONB}
 	Interval    = T{OID: OIDInterval, Kind: value.KindInterval}
+	OID         = T{OID: OIDOID, Kind: value.KindInt}
+	// Regclass, Regtype and Regnamespace are oids that print as the
+	// relation's, type's or schema's name.
+	Regclass     = T{OID: OIDRegclass, Kind: value.KindInt}
+	Regtype      = T{OID: OIDRegtype, Kind: value.KindInt}
+	Regnamespace = T{OID: OIDRegnamespace, Kind: value.KindInt}
 	// Unknown is the type of an untyped literal or parameter until
 	// context decides it.
 	Unknown = T{OID: OIDUnknown, Kind: value.KindText}
@@ -78,10 +90,14 @@ var names = map[uint32]string{
 	OIDVarchar: "character varying", OIDBpchar: "character", OIDName: "name", OIDDate: "date",
 	OIDTimestamp: "timestamp without time zone", OIDTimestampTZ: "timestamp with time zone",
 	OIDUUID: "uuid", OIDJSONB: "jsonb", OIDInterval: "interval", OIDUnknown: "unknown", OIDOID: "oid",
+	OIDRegclass: "regclass", OIDRegtype: "regtype", OIDRegnamespace: "regnamespace",
 }
 
 // String is the type's name as PostgreSQL's format_type prints it.
 func (t T) String() string {
+	if t.IsArray() {
+		return t.ElemType().String() + "[]"
+	}
 	n := names[t.OID]
 	switch {
 	case t.Width > 0:
@@ -94,16 +110,21 @@ func (t T) String() string {
 
 // SQLName is the type's SQL name without modifiers, as
 // information_schema.columns.data_type shows it: "character varying".
-func (t T) SQLName() string { return names[t.OID] }
+func (t T) SQLName() string {
+	if t.IsArray() {
+		return "ARRAY"
+	}
+	return names[t.OID]
+}
 
 // ByOID returns the unmodified type with oid.
 func ByOID(oid uint32) (T, bool) {
-	for _, t := range []T{Bool, Bytea, Int2, Int4, Int8, Float4, Float8, Numeric, Text, Varchar, Bpchar, Name, Date, Timestamp, TimestampTZ, UUID, JSONB, Interval, Unknown} {
+	for _, t := range []T{Bool, Bytea, Int2, Int4, Int8, Float4, Float8, Numeric, Text, Varchar, Bpchar, Name, Date, Timestamp, TimestampTZ, UUID, JSONB, Interval, Unknown, OID, Regclass, Regtype, Regnamespace} {
 		if t.OID == oid {
 			return t, true
 		}
 	}
-	return T{}, false
+	return arrayByOID(oid)
 }
 
 // Size is the typlen sent in RowDescription: the fixed size, or -1.
@@ -113,7 +134,7 @@ func (t T) Size() int16 {
 		return 1
 	case OIDInt2:
 		return 2
-	case OIDInt4, OIDFloat4, OIDDate:
+	case OIDInt4, OIDFloat4, OIDDate, OIDOID, OIDRegclass, OIDRegtype, OIDRegnamespace:
 		return 4
 	case OIDInt8, OIDFloat8, OIDTimestamp, OIDTimestampTZ:
 		return 8
@@ -140,7 +161,18 @@ func (t T) Typmod() int32 {
 // bigserial bigint here; the caller adds the sequence default.
 func Resolve(name string, mods []int32) (T, error) {
 	var t T
-	switch strings.TrimPrefix(strings.ToLower(name), "pg_catalog.") {
+	short := strings.TrimPrefix(strings.ToLower(name), "pg_catalog.")
+	if strings.HasPrefix(short, "_") { // PostgreSQL's internal array type names: _int4
+		e, err := Resolve(short[1:], mods)
+		if err != nil {
+			return T{}, err
+		}
+		if a, ok := ArrayOf(e); ok {
+			return a, nil
+		}
+		return T{}, pgerror.New(pgerror.CodeUndefinedObject, "type %q does not exist", name)
+	}
+	switch short {
 	case "bool", "boolean":
 		t = Bool
 	case "bytea":
@@ -188,6 +220,14 @@ func Resolve(name string, mods []int32) (T, error) {
 		t = JSONB
 	case "interval":
 		t = Interval
+	case "oid":
+		t = OID
+	case "regclass":
+		t = Regclass
+	case "regtype":
+		t = Regtype
+	case "regnamespace":
+		t = Regnamespace
 	default:
 		return T{}, pgerror.New(pgerror.CodeUndefinedObject, "type %q does not exist", name)
 	}
@@ -226,6 +266,10 @@ func Coerce(t T, v value.Value) (value.Value, error) {
 		return v, nil
 	case value.Int:
 		switch t.OID {
+		case OIDOID, OIDRegclass, OIDRegtype, OIDRegnamespace:
+			if v < 0 || v > math.MaxUint32 {
+				return nil, pgerror.New(pgerror.CodeNumericValueOutOfRange, "OID out of range")
+			}
 		case OIDInt2:
 			if v < math.MinInt16 || v > math.MaxInt16 {
 				return nil, pgerror.New(pgerror.CodeNumericValueOutOfRange, "smallint out of range")
@@ -265,6 +309,8 @@ func Coerce(t T, v value.Value) (value.Value, error) {
 		if t.Precision > 0 {
 			return roundNumeric(v, t.Precision, t.Scale)
 		}
+	case value.Array:
+		return coerceArray(t, v)
 	}
 	return v, nil
 }

@@ -40,7 +40,7 @@ const (
 	KindJSONB
 )
 
-var kindNames = [...]string{"null", "bool", "int", "float", "numeric", "text", "bytes", "date", "timestamp", "timestamptz", "uuid", "jsonb", "interval"}
+var kindNames = [...]string{"null", "bool", "int", "float", "numeric", "text", "bytes", "date", "timestamp", "timestamptz", "uuid", "jsonb", "interval", "array"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -227,6 +227,8 @@ func Compare(a, b Value) int {
 		return cmp.Compare(a, b.(TimestampTZ))
 	case Interval:
 		return compareInterval(a, b.(Interval))
+	case Array:
+		return compareArray(a, b.(Array))
 	case UUID:
 		bu := b.(UUID)
 		return bytes.Compare(a[:], bu[:])
