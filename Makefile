@@ -26,6 +26,7 @@ FUZZ_TARGETS := \
 	./sql/encoding:FuzzDecodeRow \
 	./sql/encoding:FuzzDecodeUvarint \
 	./sql/keys:FuzzDecodeTenantKey \
+	./sql/types:FuzzParseArray \
 	./tenancy/scram:FuzzExchange \
 	./pgwire:FuzzStartup \
 	./pgwire:FuzzMessages

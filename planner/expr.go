@@ -464,6 +464,16 @@ func (b *Builder) expr(n *pg.Node, sc *scope) (expr.Expr, error) {
 			return nil, err
 		}
 		if isUnknown(e) {
+			if _, isConst := e.(*expr.Const); isConst && t.Width > 0 {
+				// An explicit cast truncates to the length where an
+				// assignment would fail: read the literal unmodified.
+				base := t
+				base.Width = 0
+				if e, err = b.coerce(e, base, "literal"); err != nil {
+					return nil, err
+				}
+				return &expr.Cast{E: e, T: t}, nil
+			}
 			return b.coerce(e, t, "literal")
 		}
 		if e.Type().OID == types.OIDRegclass && t.Kind == value.KindText {

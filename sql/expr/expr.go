@@ -233,6 +233,17 @@ func dateToMicros(d value.Date) int64 {
 // castCoerce applies a target type's modifiers for an explicit cast: an
 // explicit cast to varchar(n) truncates rather than failing.
 func castCoerce(to types.T, v value.Value) (value.Value, error) {
+	if a, ok := v.(value.Array); ok && to.IsArray() {
+		out := make([]value.Value, len(a.Elems))
+		for i, e := range a.Elems {
+			c, err := castCoerce(to.ElemType(), e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = c
+		}
+		return value.Array{Elems: out}, nil
+	}
 	if t, ok := v.(value.Text); ok && to.Width > 0 && to.OID == types.OIDVarchar {
 		if r := []rune(string(t)); int32(len(r)) > to.Width {
 			return value.Text(string(r[:to.Width])), nil
