@@ -156,6 +156,18 @@ func run(rt *Runtime, p planner.Plan, emit Emit) error {
 		return nil
 	case *planner.Series:
 		return series(rt, p, emit)
+	case *planner.FuncScan:
+		args, err := rt.evalAll(p.Args, nil)
+		if err != nil {
+			return err
+		}
+		return p.Rows(args, func(v value.Value) error { return emit([]value.Value{v}) })
+	case *planner.Ordinality:
+		n := int64(0)
+		return run(rt, p.Input, func(row []value.Value) error {
+			n++
+			return emit(append(row[:len(row):len(row)], value.Int(n)))
+		})
 	case *planner.Scan:
 		return scan(rt, p, emit)
 	case *planner.RowSource:

@@ -109,6 +109,10 @@ func describe(p Plan) string {
 		return fmt.Sprintf("Values (%d row%s)", len(p.Rows), plural(len(p.Rows)))
 	case *Series:
 		return "Function Scan on generate_series"
+	case *FuncScan:
+		return "Function Scan on " + p.Name
+	case *Ordinality:
+		return "With Ordinality"
 	case *RowSource:
 		return "COPY input"
 	case *Insert:

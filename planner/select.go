@@ -44,6 +44,9 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 	if len(s.ValuesLists) > 0 {
 		return b.values(s.ValuesLists)
 	}
+	if r := srfSelect(s); r != nil {
+		s = r
+	}
 	var input Plan
 	sc := &scope{}
 	var table *catalog.Table

@@ -24,14 +24,12 @@ type Series struct {
 
 func (s *Series) Columns() []Column { return []Column{s.Col} }
 
-// rangeFunction plans a function in FROM; generate_series is the one
-// there is.
+// rangeFunction plans a set-returning function in FROM, optionally WITH
+// ORDINALITY.
 func (b *Builder) rangeFunction(rf *pg.RangeFunction) (*fromItem, error) {
 	switch {
 	case rf.Lateral:
 		return nil, pgerror.Unsupported("LATERAL")
-	case rf.Ordinality:
-		return nil, pgerror.Unsupported("WITH ORDINALITY")
 	case rf.IsRowsfrom || len(rf.Functions) != 1:
 		return nil, pgerror.Unsupported("ROWS FROM")
 	}
@@ -40,25 +38,52 @@ func (b *Builder) rangeFunction(rf *pg.RangeFunction) (*fromItem, error) {
 	if len(items) > 0 {
 		fc = items[0].GetFuncCall()
 	}
-	if fc == nil || funcName(fc) != "generate_series" {
+	if fc == nil || !setReturning[funcName(fc)] {
 		return nil, pgerror.Unsupported("this function in FROM")
 	}
-	name := "generate_series"
-	colName := name
+	name := funcName(fc)
+	var p Plan
+	if name == "generate_series" {
+		s, err := b.series(fc)
+		if err != nil {
+			return nil, err
+		}
+		s.Col.Name = name
+		p = s
+	} else {
+		f, err := b.funcScan(fc)
+		if err != nil {
+			return nil, err
+		}
+		p = f
+	}
+	cols := p.Columns()
+	if rf.Ordinality {
+		cols = append(cols, Column{Name: "ordinality", Type: types.Int8})
+	}
+	table := name
 	if rf.Alias != nil {
-		name, colName = rf.Alias.Aliasname, rf.Alias.Aliasname
-		if cn := rf.Alias.Colnames; len(cn) > 1 {
-			return nil, pgerror.New(pgerror.CodeSyntaxError, "too many column aliases specified for function generate_series")
-		} else if len(cn) == 1 {
-			colName = cn[0].GetString_().GetSval()
+		table = rf.Alias.Aliasname
+		cn := rf.Alias.Colnames
+		if len(cn) > len(cols) {
+			return nil, pgerror.New(pgerror.CodeSyntaxError, "too many column aliases specified for function %s", name)
+		}
+		if len(cn) == 0 && !rf.Ordinality {
+			// A scalar function's one column takes the alias.
+			cols[0].Name = table
+		}
+		for i, c := range cn {
+			cols[i].Name = c.GetString_().GetSval()
 		}
 	}
-	s, err := b.series(fc)
-	if err != nil {
-		return nil, err
+	if rf.Ordinality {
+		p = &Ordinality{Input: p, Cols: cols}
+	} else if s, ok := p.(*Series); ok {
+		s.Col = cols[0]
+	} else {
+		p.(*FuncScan).Col = cols[0]
 	}
-	s.Col.Name = colName
-	return &fromItem{plan: s, sc: &scope{cols: s.Columns(), table: name}}, nil
+	return &fromItem{plan: p, sc: &scope{cols: cols, table: table}}, nil
 }
 
 // series plans generate_series over integers, or over timestamps stepped

@@ -119,6 +119,8 @@ func Inputs(p Plan) []Plan {
 		out = append(out, p.Input)
 	case *Limit:
 		out = append(out, p.Input)
+	case *Ordinality:
+		out = append(out, p.Input)
 	case *Aggregate:
 		out = append(out, p.Input)
 	case *Distinct:
@@ -156,6 +158,8 @@ func Expressions(p Plan) []expr.Expr {
 		}
 	case *Series:
 		add(p.Start, p.Stop, p.Step)
+	case *FuncScan:
+		add(p.Args...)
 	case *Scan:
 		add(p.Filter)
 		add(p.Eq...)

@@ -23,6 +23,7 @@ const (
 	CodeSyntaxError                     = "42601"
 	CodeUndefinedTable                  = "42P01"
 	CodeUndefinedSchema                 = "3F000"
+	CodeAmbiguousFunction               = "42725"
 	CodeUndefinedColumn                 = "42703"
 	CodeUndefinedFunction               = "42883"
 	CodeUndefinedObject                 = "42704"

@@ -29,7 +29,6 @@ const (
 	oidSuper     = 10 // the bootstrap superuser's role oid
 )
 
-
 func col(id int, name string, t types.T) catalog.Column {
 	return catalog.Column{ID: idEnc(id), Name: name, Type: t}
 }
