@@ -168,7 +168,7 @@ func (b *Builder) CreateTable(s *pg.CreateStmt) (*catalog.Table, error) {
 		if err != nil {
 			return nil, err
 		}
-		t.Indexes = append(t.Indexes, catalog.Index{ID: t.NextIndexID, Name: t.Name + "_" + strings.Join(u, "_") + "_key", Columns: cols, Unique: true})
+		t.Indexes = append(t.Indexes, catalog.Index{ID: t.NextIndexID, Name: t.Name + "_" + strings.Join(u, "_") + "_key", Columns: cols, Unique: true, Constraint: true})
 		t.NextIndexID++
 	}
 	return t, nil

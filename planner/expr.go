@@ -575,7 +575,8 @@ func (b *Builder) commonType(args []expr.Expr, what string, loc int32) ([]expr.E
 				t = at
 			}
 		case at.Kind == value.KindText && t.Kind == value.KindText:
-			t = types.Text
+			// The string types convert to each other implicitly both
+			// ways, so PostgreSQL keeps the first one's type.
 		case at.Kind != t.Kind:
 			return nil, t, posErr(pgerror.New(pgerror.CodeDatatypeMismatch, "%s types %s and %s cannot be matched", what, t, at), loc)
 		}

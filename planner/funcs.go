@@ -129,6 +129,9 @@ func (b *Builder) funcCall(f *pg.FuncCall, sc *scope) (expr.Expr, error) {
 	if sig, ok := adminFuncs[name]; ok {
 		return b.adminCall(name, sig, args, f.Location)
 	}
+	if e, err := b.catalogFuncs(name, args, f.Location); e != nil || err != nil {
+		return e, err
+	}
 	if e, err := b.arrayFunc(name, args, f.Location); e != nil || err != nil {
 		return e, err
 	}

@@ -23,6 +23,13 @@ func (b *Builder) regclassCast(arg *pg.Node, sc *scope) (expr.Expr, error) {
 	if err != nil {
 		return nil, err
 	}
+	return b.regclassOf(e)
+}
+
+// regclassOf makes e a regclass: a literal name resolved now, an integer
+// taken as the oid, text resolved when run.
+func (b *Builder) regclassOf(e expr.Expr) (expr.Expr, error) {
+	var err error
 	if c, ok := e.(*expr.Const); ok && isUnknown(e) {
 		if c.V.Kind() == value.KindNull {
 			return &expr.Const{V: c.V, T: types.Regclass}, nil
@@ -36,6 +43,10 @@ func (b *Builder) regclassCast(arg *pg.Node, sc *scope) (expr.Expr, error) {
 		}
 		oid, err := b.relationOID(s)
 		if err != nil {
+			if pe, ok := err.(*pgerror.Error); ok && pe.Code == pgerror.CodeUndefinedTable {
+				// Not a table: an index, found (or not) when run.
+				return catalogFunc("regclass_in", types.Regclass, &expr.Const{V: value.Text(s), T: types.Text}), nil
+			}
 			return nil, err
 		}
 		return &expr.Const{V: value.Int(oid), T: types.Regclass}, nil

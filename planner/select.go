@@ -459,6 +459,13 @@ func figureColumnName(n *pg.Node) (string, int) {
 		return name, 1
 	case *pg.Node_AArrayExpr:
 		return "array", 2
+	case *pg.Node_CaseExpr:
+		if d := x.CaseExpr.Defresult; d != nil {
+			if name, strength := figureColumnName(d); strength > 1 {
+				return name, strength
+			}
+		}
+		return "case", 1
 	case *pg.Node_AIndirection:
 		return figureColumnName(x.AIndirection.Arg)
 	case *pg.Node_SubLink:

@@ -75,11 +75,9 @@ func (b *Builder) funcScan(fc *pg.FuncCall) (Plan, error) {
 		if len(args) != 1 {
 			return nil, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function pg_partition_ancestors does not exist"), fc.Location)
 		}
-		arg, err := b.coerce(args[0], types.Regclass, "argument")
+		arg, err := b.regclassOf(args[0])
 		if err != nil {
-			if arg, err = b.regclassArg(args[0]); err != nil {
-				return nil, err
-			}
+			return nil, err
 		}
 		// No relation is a partition or partitioned: no rows, as
 		// PostgreSQL answers for an ordinary table.
@@ -87,14 +85,6 @@ func (b *Builder) funcScan(fc *pg.FuncCall) (Plan, error) {
 			Rows: func([]value.Value, func(value.Value) error) error { return nil }}, nil
 	}
 	return nil, pgerror.Unsupported("this function in FROM")
-}
-
-// regclassArg makes an oid-like argument regclass.
-func (b *Builder) regclassArg(e expr.Expr) (expr.Expr, error) {
-	if e.Type().Kind == value.KindInt {
-		return &expr.Cast{E: e, T: types.Regclass}, nil
-	}
-	return nil, pgerror.New(pgerror.CodeUndefinedFunction, "function does not exist for argument type %s", e.Type())
 }
 
 // srfSelect rewrites SELECT f(...) [AS name] without FROM, f

@@ -73,6 +73,9 @@ type Index struct {
 	Name    string               `json:"name"`
 	Columns []record.IndexColumn `json:"columns"`
 	Unique  bool                 `json:"unique,omitempty"`
+	// Constraint marks a UNIQUE constraint's index (not CREATE UNIQUE
+	// INDEX): pg_constraint lists it.
+	Constraint bool `json:"constraint,omitempty"`
 	// Building marks a secondary index an online CREATE INDEX is still
 	// filling: every write maintains it (locking its entries, so the
 	// backfill and the write are ordered), but no read uses it and no

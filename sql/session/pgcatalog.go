@@ -59,10 +59,11 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 	virtual := func(cols []catalog.Column, rows func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error) (*catalog.Table, error) {
 		return &catalog.Table{Name: short, Columns: cols, Virtual: rows}, nil
 	}
-	text, i8, b := types.Text, types.Int8, types.Bool
+	text, b := types.Text, types.Bool
+	textArr, _ := types.ArrayOf(types.Text)
 	switch short {
 	case "pg_namespace":
-		return virtual([]catalog.Column{col(1, "oid", i8), col(2, "nspname", text), col(3, "nspowner", i8)},
+		return virtual([]catalog.Column{col(1, "oid", types.OID), col(2, "nspname", types.Name), col(3, "nspowner", types.OID)},
 			func(_ context.Context, _ kvcluster.Txn, emit func([]value.Value) error) error {
 				for _, r := range [][]value.Value{
 					{value.Int(oidPgCatalog), value.Text("pg_catalog"), value.Int(oidSuper)},
@@ -76,7 +77,7 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 				return nil
 			})
 	case "pg_am":
-		return virtual([]catalog.Column{col(1, "oid", i8), col(2, "amname", text), col(3, "amtype", text)},
+		return virtual([]catalog.Column{col(1, "oid", types.OID), col(2, "amname", types.Name), col(3, "amtype", types.Char)},
 			func(_ context.Context, _ kvcluster.Txn, emit func([]value.Value) error) error {
 				if err := emit([]value.Value{value.Int(oidHeap), value.Text("heap"), value.Text("t")}); err != nil {
 					return err
@@ -84,8 +85,13 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 				return emit([]value.Value{value.Int(oidBtree), value.Text("btree"), value.Text("i")})
 			})
 	case "pg_class":
-		return virtual([]catalog.Column{col(1, "oid", i8), col(2, "relname", text), col(3, "relnamespace", i8), col(4, "relkind", text),
-			col(5, "relowner", i8), col(6, "relam", i8), col(7, "relhasindex", b), col(8, "relpersistence", text), col(9, "relnatts", i8)},
+		return virtual([]catalog.Column{col(1, "oid", types.OID), col(2, "relname", types.Name), col(3, "relnamespace", types.OID), col(4, "relkind", types.Char),
+			col(5, "relowner", types.OID), col(6, "relam", types.OID), col(7, "relhasindex", b), col(8, "relpersistence", types.Char), col(9, "relnatts", types.Int2),
+			col(10, "relchecks", types.Int2), col(11, "relhasrules", b), col(12, "relhastriggers", b), col(13, "relrowsecurity", b),
+			col(14, "relforcerowsecurity", b), col(15, "relispartition", b), col(16, "reltablespace", types.OID),
+			col(17, "reloftype", types.OID), col(18, "relreplident", types.Char), col(19, "reltoastrelid", types.OID),
+			col(20, "relpartbound", text), col(21, "reloptions", textArr), col(22, "relacl", textArr), col(23, "reltuples", types.Float4),
+			col(24, "relpages", types.Int4), col(25, "reltype", types.OID), col(26, "relisshared", b)},
 			func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
 				owners, _, err := s.roleOIDs(ctx, txn)
 				if err != nil {
@@ -95,27 +101,28 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 				if err != nil {
 					return err
 				}
+				row := func(oid int64, name, kind string, owner, am int64, hasIndex bool, natts int) []value.Value {
+					replident := "d"
+					if kind == "i" {
+						replident = "n"
+					}
+					return []value.Value{value.Int(oid), value.Text(name), value.Int(oidPublic), value.Text(kind),
+						value.Int(owner), value.Int(am), value.Bool(hasIndex), value.Text("p"), value.Int(natts),
+						value.Int(0), value.Bool(false), value.Bool(false), value.Bool(false), value.Bool(false), value.Bool(false),
+						value.Int(0), value.Int(0), value.Text(replident), value.Int(0), value.Null{}, value.Null{}, value.Null{},
+						value.Float(-1), value.Int(0), value.Int(0), value.Bool(false)}
+				}
 				for _, t := range tables {
 					owner := int64(oidSuper)
 					if o, ok := owners[t.Owner]; ok {
 						owner = o
 					}
-					natts := 0
-					for _, c := range t.Columns {
-						if !c.Hidden {
-							natts++
-						}
-					}
-					if err := emit([]value.Value{value.Int(t.OID()), value.Text(t.Name), value.Int(oidPublic), value.Text("r"),
-						value.Int(owner), value.Int(oidHeap), value.Bool(true), value.Text("p"), value.Int(natts)}); err != nil {
+					indexes := userIndexes(t)
+					if err := emit(row(t.OID(), t.Name, "r", owner, oidHeap, len(indexes) > 0, len(attnums(t)))); err != nil {
 						return err
 					}
-					for _, idx := range t.PublicIndexes() {
-						if idx.Name == "" || len(idx.Columns) == 1 && t.Columns[len(t.Columns)-1].Hidden && idx.ID == t.Primary.ID && t.Columns[len(t.Columns)-1].ID == idx.Columns[0].Column {
-							continue // the hidden rowid key is no index a user made
-						}
-						if err := emit([]value.Value{value.Int(t.IndexOID(&idx)), value.Text(idx.Name), value.Int(oidPublic), value.Text("i"),
-							value.Int(owner), value.Int(oidBtree), value.Bool(false), value.Text("p"), value.Int(len(idx.Columns))}); err != nil {
+					for _, idx := range indexes {
+						if err := emit(row(t.IndexOID(&idx), idx.Name, "i", owner, oidBtree, false, len(idx.Columns))); err != nil {
 							return err
 						}
 					}
@@ -123,16 +130,30 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 				return nil
 			})
 	case "pg_index":
-		return virtual([]catalog.Column{col(1, "indexrelid", i8), col(2, "indrelid", i8), col(3, "indisunique", b), col(4, "indisprimary", b), col(5, "indnatts", i8)},
+		int2Arr, _ := types.ArrayOf(types.Int2)
+		return virtual([]catalog.Column{col(1, "indexrelid", types.OID), col(2, "indrelid", types.OID), col(3, "indisunique", b), col(4, "indisprimary", b),
+			col(5, "indnatts", types.Int2), col(6, "indnkeyatts", types.Int2), col(7, "indisclustered", b), col(8, "indisvalid", b),
+			col(9, "indisreplident", b), col(10, "indimmediate", b), col(11, "indisexclusion", b), col(12, "indisready", b),
+			col(13, "indislive", b), col(14, "indkey", int2Arr), col(15, "indoption", int2Arr), col(16, "indexprs", text), col(17, "indpred", text), col(18, "indnullsnotdistinct", b)},
 			func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
 				tables, err := s.cat.Tables(ctx, txn)
 				if err != nil {
 					return err
 				}
 				for _, t := range tables {
-					for i, idx := range t.PublicIndexes() {
-						if err := emit([]value.Value{value.Int(t.IndexOID(&idx)), value.Int(t.OID()), value.Bool(i == 0 || idx.Unique),
-							value.Bool(i == 0), value.Int(len(idx.Columns))}); err != nil {
+					nums := attnums(t)
+					for _, idx := range userIndexes(t) {
+						var key, opt []int
+						for _, ic := range idx.Columns {
+							key = append(key, nums[uint32(ic.Column)])
+							// INDOPTION_DESC, with NULLS FIRST as DESC has it.
+							opt = append(opt, int(ic.Dir)*3)
+						}
+						primary := idx.ID == t.Primary.ID
+						if err := emit([]value.Value{value.Int(t.IndexOID(&idx)), value.Int(t.OID()), value.Bool(primary || idx.Unique),
+							value.Bool(primary), value.Int(len(idx.Columns)), value.Int(len(idx.Columns)), value.Bool(false), value.Bool(true),
+							value.Bool(false), value.Bool(true), value.Bool(false), value.Bool(true), value.Bool(true),
+							int2Array(key), int2Array(opt), value.Null{}, value.Null{}, value.Bool(false)}); err != nil {
 							return err
 						}
 					}
@@ -140,8 +161,10 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 				return nil
 			})
 	case "pg_roles", "pg_user":
-		return virtual([]catalog.Column{col(1, "oid", i8), col(2, "rolname", text), col(3, "rolsuper", b), col(4, "rolinherit", b),
-			col(5, "rolcreaterole", b), col(6, "rolcreatedb", b), col(7, "rolcanlogin", b), col(8, "rolconnlimit", i8)},
+		return virtual([]catalog.Column{col(1, "oid", types.OID), col(2, "rolname", types.Name), col(3, "rolsuper", b), col(4, "rolinherit", b),
+			col(5, "rolcreaterole", b), col(6, "rolcreatedb", b), col(7, "rolcanlogin", b), col(8, "rolconnlimit", types.Int4),
+			col(9, "rolvaliduntil", types.TimestampTZ), col(10, "rolreplication", b), col(11, "rolbypassrls", b),
+			col(12, "rolpassword", text), col(13, "rolconfig", textArr)},
 			func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
 				ids, roles, err := s.roleOIDs(ctx, txn)
 				if err != nil {
@@ -149,12 +172,16 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 				}
 				for _, r := range roles {
 					if err := emit([]value.Value{value.Int(ids[r.Name]), value.Text(r.Name), value.Bool(r.Superuser), value.Bool(true),
-						value.Bool(r.CreateRole || r.Superuser), value.Bool(r.Superuser), value.Bool(!r.NoLogin), value.Int(-1)}); err != nil {
+						value.Bool(r.CreateRole || r.Superuser), value.Bool(r.Superuser), value.Bool(!r.NoLogin), value.Int(-1),
+						value.Null{}, value.Bool(false), value.Bool(r.Superuser), value.Text("********"), value.Null{}}); err != nil {
 						return err
 					}
 				}
 				return nil
 			})
+	}
+	if cols, rows, ok := s.moreCatalogViews(short); ok {
+		return virtual(cols, rows)
 	}
 	return nil, pgerror.Unsupported("the system catalog " + name)
 }
@@ -265,6 +292,16 @@ func (s *Session) catalogCall(ctx context.Context, name string, args []value.Val
 		return s.relationName(ctx, int64(args[0].(value.Int)))
 	case "regclass_in":
 		return s.relationByName(ctx, string(args[0].(value.Text)))
+	case "pg_get_indexdef", "pg_get_constraintdef":
+		return s.objectDef(ctx, name, args)
+	case "pg_table_size", "pg_relation_size", "pg_indexes_size", "pg_total_relation_size":
+		return s.relationSize(ctx, name, int64(args[0].(value.Int)))
+	case "pg_database_size":
+		return s.databaseSize(ctx, string(args[0].(value.Text)))
+	case "has_database_privilege":
+		// Whoever is connected may connect; no other database is the
+		// tenant's.
+		return value.Bool(string(args[0].(value.Text)) == s.database), nil
 	}
 	return nil, pgerror.New(pgerror.CodeUndefinedFunction, "function %s does not exist", name)
 }
@@ -272,17 +309,20 @@ func (s *Session) catalogCall(ctx context.Context, name string, args []value.Val
 // relationName is a relation's name by oid, or the oid as text when it
 // names nothing, as regclass prints.
 func (s *Session) relationName(ctx context.Context, oid int64) (value.Value, error) {
+	if oid == 0 {
+		return value.Text("-"), nil
+	}
 	tables, err := s.cat.Tables(ctx, s.txn)
 	if err != nil {
 		return nil, err
 	}
 	for _, t := range tables {
 		if t.OID() == oid {
-			return value.Text(planner.QuoteIdent(t.Name)), nil
+			return value.Text(quoteIdent(t.Name)), nil
 		}
 		for _, idx := range t.Indexes {
 			if t.IndexOID(&idx) == oid {
-				return value.Text(planner.QuoteIdent(idx.Name)), nil
+				return value.Text(quoteIdent(idx.Name)), nil
 			}
 		}
 	}
@@ -315,4 +355,31 @@ func (s *Session) relationByName(ctx context.Context, name string) (value.Value,
 		}
 	}
 	return nil, pgerror.New(pgerror.CodeUndefinedTable, "relation %q does not exist", name)
+}
+
+func quoteIdent(s string) string { return planner.QuoteIdent(s) }
+
+// objectDef answers pg_get_indexdef(oid[, column, pretty]) and
+// pg_get_constraintdef(oid[, pretty]): NULL for an oid that names none.
+func (s *Session) objectDef(ctx context.Context, name string, args []value.Value) (value.Value, error) {
+	oid := int64(args[0].(value.Int))
+	tables, err := s.cat.Tables(ctx, s.txn)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		for _, idx := range userIndexes(t) {
+			switch {
+			case name == "pg_get_indexdef" && t.IndexOID(&idx) == oid:
+				column := 0
+				if len(args) > 1 {
+					column = int(args[1].(value.Int))
+				}
+				return value.Text(indexDef(t, &idx, column)), nil
+			case name == "pg_get_constraintdef" && constraintOID(t, &idx) == oid:
+				return value.Text(constraintDef(t, &idx)), nil
+			}
+		}
+	}
+	return value.Null{}, nil
 }

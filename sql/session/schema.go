@@ -256,7 +256,7 @@ func (s *Session) addIndex(ctx context.Context, t *catalog.Table, name string, e
 		return nil, pgerror.New(pgerror.CodeDuplicateTable, "relation %q already exists", name)
 	}
 	nt := *t
-	idx := catalog.Index{ID: t.NextIndexID, Name: name, Columns: cols, Unique: unique}
+	idx := catalog.Index{ID: t.NextIndexID, Name: name, Columns: cols, Unique: unique, Constraint: suffix == "key"}
 	nt.NextIndexID++
 	if !s.createdInTxn[t.ID] {
 		// Others may be writing the table: build online after the commit.

@@ -15,7 +15,7 @@ import (
 // arrayOIDs maps an element type's OID to its array type's OID, as in
 // PostgreSQL's pg_type.
 var arrayOIDs = map[uint32]uint32{
-	OIDBool: 1000, OIDBytea: 1001, OIDName: 1003, OIDInt2: 1005, OIDInt4: 1007,
+	OIDBool: 1000, OIDBytea: 1001, OIDChar: 1002, OIDName: 1003, OIDInt2: 1005, OIDInt4: 1007,
 	OIDText: 1009, OIDBpchar: 1014, OIDVarchar: 1015, OIDInt8: 1016, OIDFloat4: 1021,
 	OIDFloat8: 1022, OIDOID: 1028, OIDTimestamp: 1115, OIDDate: 1182, OIDTimestampTZ: 1185,
 	OIDInterval: 1187, OIDNumeric: 1231, OIDUUID: 2951, OIDJSONB: 3807, OIDRegclass: 2210,

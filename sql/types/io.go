@@ -36,6 +36,9 @@ func parseText(t T, s string) (value.Value, error) {
 	if t.IsArray() {
 		return parseArray(t, s)
 	}
+	if t.OID == OIDChar && len(s) > 1 {
+		return value.Text(s[:1]), nil // "char" keeps the first byte
+	}
 	switch t.OID {
 	case OIDBool:
 		switch strings.ToLower(strings.TrimSpace(s)) {
@@ -93,7 +96,7 @@ func parseText(t T, s string) (value.Value, error) {
 			return nil, invalidText(t, s)
 		}
 		return n, nil
-	case OIDText, OIDVarchar, OIDBpchar, OIDName, OIDUnknown:
+	case OIDText, OIDVarchar, OIDBpchar, OIDName, OIDUnknown, OIDChar:
 		if strings.IndexByte(s, 0) >= 0 {
 			return nil, pgerror.New("22021", "invalid byte sequence for encoding \"UTF8\": 0x00")
 		}
@@ -498,7 +501,7 @@ func parseBinary(t T, b []byte) (value.Value, error) {
 			return nil, invalidBinary(t)
 		}
 		return value.Numeric{Dec: d}, nil
-	case OIDText, OIDVarchar, OIDBpchar, OIDName, OIDUnknown:
+	case OIDText, OIDVarchar, OIDBpchar, OIDName, OIDUnknown, OIDChar:
 		return parseText(t, string(b))
 	case OIDBytea:
 		return value.Bytes(bytes.Clone(b)), nil

@@ -17,6 +17,7 @@ import (
 const (
 	OIDBool        uint32 = 16
 	OIDBytea       uint32 = 17
+	OIDChar        uint32 = 18 // "char": one byte, the system catalogs' flag type
 	OIDName        uint32 = 19
 	OIDInt8        uint32 = 20
 	OIDInt2        uint32 = 21
@@ -67,6 +68,7 @@ var (
 	Varchar     = T{OID: OIDVarchar, Kind: value.KindText}
 	Bpchar      = T{OID: OIDBpchar, Kind: value.KindText}
 	Name        = T{OID: OIDName, Kind: value.KindText}
+	Char        = T{OID: OIDChar, Kind: value.KindText}
 	Date        = T{OID: OIDDate, Kind: value.KindDate}
 	Timestamp   = T{OID: OIDTimestamp, Kind: value.KindTimestamp}
 	TimestampTZ = T{OID: OIDTimestampTZ, Kind: value.KindTimestampTZ}
@@ -87,7 +89,7 @@ var (
 var names = map[uint32]string{
 	OIDBool: "boolean", OIDBytea: "bytea", OIDInt2: "smallint", OIDInt4: "integer", OIDInt8: "bigint",
 	OIDFloat4: "real", OIDFloat8: "double precision", OIDNumeric: "numeric", OIDText: "text",
-	OIDVarchar: "character varying", OIDBpchar: "character", OIDName: "name", OIDDate: "date",
+	OIDVarchar: "character varying", OIDBpchar: "character", OIDName: "name", OIDChar: `"char"`, OIDDate: "date",
 	OIDTimestamp: "timestamp without time zone", OIDTimestampTZ: "timestamp with time zone",
 	OIDUUID: "uuid", OIDJSONB: "jsonb", OIDInterval: "interval", OIDUnknown: "unknown", OIDOID: "oid",
 	OIDRegclass: "regclass", OIDRegtype: "regtype", OIDRegnamespace: "regnamespace",
@@ -119,7 +121,7 @@ func (t T) SQLName() string {
 
 // ByOID returns the unmodified type with oid.
 func ByOID(oid uint32) (T, bool) {
-	for _, t := range []T{Bool, Bytea, Int2, Int4, Int8, Float4, Float8, Numeric, Text, Varchar, Bpchar, Name, Date, Timestamp, TimestampTZ, UUID, JSONB, Interval, Unknown, OID, Regclass, Regtype, Regnamespace} {
+	for _, t := range []T{Bool, Bytea, Int2, Int4, Int8, Float4, Float8, Numeric, Text, Varchar, Bpchar, Name, Char, Date, Timestamp, TimestampTZ, UUID, JSONB, Interval, Unknown, OID, Regclass, Regtype, Regnamespace} {
 		if t.OID == oid {
 			return t, true
 		}
@@ -130,7 +132,7 @@ func ByOID(oid uint32) (T, bool) {
 // Size is the typlen sent in RowDescription: the fixed size, or -1.
 func (t T) Size() int16 {
 	switch t.OID {
-	case OIDBool:
+	case OIDBool, OIDChar:
 		return 1
 	case OIDInt2:
 		return 2
@@ -138,7 +140,7 @@ func (t T) Size() int16 {
 		return 4
 	case OIDInt8, OIDFloat8, OIDTimestamp, OIDTimestampTZ:
 		return 8
-	case OIDUUID:
+	case OIDUUID, OIDInterval:
 		return 16
 	}
 	return -1
