@@ -794,3 +794,78 @@ func TestPsqlListsTheTenantsObjects(t *testing.T) {
 		t.Errorf("the system tenant's \\dt:\n%s", sys)
 	}
 }
+
+// TestPsqlDescribesTables runs psql 15's \d, \d+, \l, \du, \dt+ and \x
+// against a tenant, and psql's tab-completion queries, and checks they
+// name the tenant's tables, columns, types, defaults, indexes, roles and
+// database, and nothing of another tenant's.
+func TestPsqlDescribesTables(t *testing.T) {
+	if _, err := exec.LookPath("psql"); err != nil {
+		t.Skip("psql not installed")
+	}
+	e := newTenantEnv(t, Config{})
+	acme := e.createTenant("acme")
+	e.exec(acme, "CREATE TABLE users (id int PRIMARY KEY, email varchar(80) UNIQUE, name text NOT NULL DEFAULT 'anon', tags text[], score numeric(6,2))")
+	e.exec(acme, "CREATE INDEX users_name_score ON users (name DESC, score)")
+	e.exec(acme, "INSERT INTO users VALUES (1, 'a@x', 'ann', '{a,b}', 1.5)")
+	e.exec(acme, "CREATE ROLE reader LOGIN PASSWORD 'pw-reader'")
+	e.exec(e.sys, "CREATE TABLE sys_only (id int PRIMARY KEY)")
+	e.exec(e.sys, "CREATE ROLE sys_role")
+	psql := func(url string, cmds ...string) string {
+		args := []string{"-X", "-v", "ON_ERROR_STOP=1", url}
+		for _, c := range cmds {
+			args = append(args, "-c", c)
+		}
+		out, err := exec.Command("psql", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql %v: %v\n%s", cmds, err, out)
+		}
+		return string(out)
+	}
+	url := e.url("admin", "pw-acme", "acme")
+	out := psql(url, `\d users`, `\d+ users`, `\d users_name_score`, `\d users_pkey`, `\l`, `\l+`, `\du`, `\dt+`, `\di+`, `\x`, `SELECT id, tags FROM users`)
+	for _, want := range []string{
+		`Table "public.users"`,
+		" id     | integer               |           | not null | ",
+		" email  | character varying(80) |           |          | ",
+		" name   | text                  |           | not null | 'anon'",
+		" tags   | text[]                |           |          | ",
+		" score  | numeric(6,2)          |           |          | ",
+		`"users_pkey" PRIMARY KEY, btree (id)`,
+		`"users_email_key" UNIQUE CONSTRAINT, btree (email)`,
+		`"users_name_score" btree (name DESC, score)`,
+		"| extended |", "Access method: heap",
+		`Index "public.users_name_score"`, " name   | text         | yes  | name",
+		"primary key, btree, for table \"public.users\"",
+		" acme | admin | UTF8     | C       | C     |",
+		" reader    |",
+		" public | users | table | admin | permanent   | heap          |",
+		" public | users_pkey       | index | admin | users | permanent   | btree         |",
+		"Expanded display is on.", "tags | {a,b}",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("psql output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, other := range []string{"sys_only", "sys_role", "system"} {
+		if strings.Contains(out, other) {
+			t.Errorf("acme's psql shows the system tenant's %s:\n%s", other, out)
+		}
+	}
+	// psql 15's tab completion after "SELECT * FROM us" and
+	// "SELECT * FROM users WHERE ".
+	tables := psql(url, `SELECT c.relname, NULL::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'S', 'v', 'm', 'f', 'p') AND (c.relname) LIKE 'us%' AND pg_catalog.pg_table_is_visible(c.oid) AND c.relnamespace <> (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'pg_catalog')
+UNION ALL
+SELECT NULL::pg_catalog.text, n.nspname FROM pg_catalog.pg_namespace n WHERE n.nspname LIKE 'us%' AND n.nspname NOT LIKE E'pg\\_%'
+LIMIT 1000`)
+	columns := psql(url, `SELECT a.attname, NULL::pg_catalog.text FROM pg_catalog.pg_attribute a, pg_catalog.pg_class c WHERE c.oid = a.attrelid and a.attnum > 0 and not a.attisdropped AND (a.attname) LIKE '%' AND c.relname = 'users' AND pg_catalog.pg_table_is_visible(c.oid)
+LIMIT 1000`)
+	if !strings.Contains(tables, " users   |") || !strings.Contains(tables, "(1 row)") {
+		t.Errorf("table completion:\n%s", tables)
+	}
+	for _, c := range []string{" id ", " email ", " name ", " tags ", " score "} {
+		if !strings.Contains(columns, c) {
+			t.Errorf("column completion lacks %q:\n%s", c, columns)
+		}
+	}
+}
