@@ -2,6 +2,7 @@ package executor
 
 import (
 	"math"
+	"slices"
 
 	"github.com/cockroachdb/apd/v3"
 
@@ -21,8 +22,17 @@ type accumulator struct {
 	fsum  float64
 	best  value.Value // min/max
 	seen  map[string]bool
-	b     bool   // bool_and/bool_or
-	text  []byte // string_agg
+	b     bool          // bool_and/bool_or
+	text  []byte        // string_agg
+	elems []value.Value // array_agg
+	// items are the values of an aggregate with ORDER BY, folded in
+	// order when the group is finished.
+	items []aggItem
+}
+
+type aggItem struct {
+	keys []value.Value
+	v, d value.Value // the value and string_agg's delimiter
 }
 
 type group struct {
@@ -81,7 +91,7 @@ func runAggregate(rt *Runtime, p *planner.Aggregate, emit Emit) error {
 	for _, g := range order {
 		out := append([]value.Value(nil), g.key...)
 		for i := range p.Aggs {
-			v, err := finish(&p.Aggs[i], &g.accs[i])
+			v, err := finish(rt, &p.Aggs[i], &g.accs[i])
 			if err != nil {
 				return err
 			}
@@ -115,8 +125,8 @@ func accumulate(rt *Runtime, a *planner.AggFunc, acc *accumulator, row []value.V
 	if err != nil {
 		return err
 	}
-	if v.Kind() == value.KindNull {
-		return nil
+	if v.Kind() == value.KindNull && a.Name != "array_agg" {
+		return nil // array_agg is the one that keeps NULLs
 	}
 	if a.Distinct {
 		k := groupKey([]value.Value{v})
@@ -128,6 +138,30 @@ func accumulate(rt *Runtime, a *planner.AggFunc, acc *accumulator, row []value.V
 		}
 		acc.seen[k] = true
 	}
+	var d value.Value
+	if a.Arg2 != nil {
+		if d, err = rt.eval(a.Arg2, row); err != nil {
+			return err
+		}
+	}
+	if len(a.Order) > 0 {
+		keys := make([]value.Value, len(a.Order))
+		for i, o := range a.Order {
+			if keys[i], err = rt.eval(o.E, row); err != nil {
+				return err
+			}
+		}
+		if err := rt.hold(append(keys, v, d), 0); err != nil {
+			return err
+		}
+		acc.items = append(acc.items, aggItem{keys: keys, v: v, d: d})
+		return nil
+	}
+	return fold(rt, a, acc, v, d)
+}
+
+// fold adds one value (not NULL, except for array_agg) to an aggregate.
+func fold(rt *Runtime, a *planner.AggFunc, acc *accumulator, v, d value.Value) error {
 	acc.count++
 	switch a.Name {
 	case "bool_and", "every":
@@ -135,20 +169,19 @@ func accumulate(rt *Runtime, a *planner.AggFunc, acc *accumulator, row []value.V
 	case "bool_or":
 		acc.b = acc.b || bool(v.(value.Bool))
 	case "string_agg":
-		if acc.count > 1 {
-			d, err := rt.eval(a.Arg2, row)
-			if err != nil {
-				return err
-			}
-			if d.Kind() != value.KindNull {
-				acc.text = append(acc.text, d.(value.Text)...)
-			}
+		if acc.count > 1 && d != nil && d.Kind() != value.KindNull {
+			acc.text = append(acc.text, d.(value.Text)...)
 		}
 		s := v.(value.Text)
 		if err := rt.hold(nil, int64(len(s))); err != nil {
 			return err
 		}
 		acc.text = append(acc.text, s...)
+	case "array_agg":
+		if err := rt.hold([]value.Value{v}, 0); err != nil {
+			return err
+		}
+		acc.elems = append(acc.elems, v)
 	case "sum", "avg":
 		switch v := v.(type) {
 		case value.Int:
@@ -191,7 +224,17 @@ func accumulate(rt *Runtime, a *planner.AggFunc, acc *accumulator, row []value.V
 	return nil
 }
 
-func finish(a *planner.AggFunc, acc *accumulator) (value.Value, error) {
+func finish(rt *Runtime, a *planner.AggFunc, acc *accumulator) (value.Value, error) {
+	if len(acc.items) > 0 {
+		slices.SortStableFunc(acc.items, func(x, y aggItem) int { return compareKeys(a.Order, x.keys, y.keys) })
+		ordered := &accumulator{}
+		for _, it := range acc.items {
+			if err := fold(rt, a, ordered, it.v, it.d); err != nil {
+				return nil, err
+			}
+		}
+		acc = ordered
+	}
 	switch a.Name {
 	case "count":
 		return value.Int(acc.count), nil
@@ -209,6 +252,8 @@ func finish(a *planner.AggFunc, acc *accumulator) (value.Value, error) {
 		return value.Bool(acc.b), nil
 	case "string_agg":
 		return value.Text(acc.text), nil
+	case "array_agg":
+		return value.Array{Elems: acc.elems}, nil
 	}
 	if acc.count == 0 {
 		return value.Null{}, nil

@@ -384,31 +384,7 @@ func runSort(rt *Runtime, p *planner.Sort, emit Emit) error {
 	for i := range idx {
 		idx[i] = i
 	}
-	slices.SortStableFunc(idx, func(a, b int) int {
-		for i, sk := range p.Keys {
-			x, y := keyVals[a][i], keyVals[b][i]
-			xn, yn := x.Kind() == value.KindNull, y.Kind() == value.KindNull
-			var c int
-			switch {
-			case xn && yn:
-				c = 0
-			case xn || yn:
-				c = 1
-				if xn == sk.NullsFirst {
-					c = -1
-				}
-			default:
-				c = value.Compare(x, y)
-				if sk.Desc {
-					c = -c
-				}
-			}
-			if c != 0 {
-				return c
-			}
-		}
-		return 0
-	})
+	slices.SortStableFunc(idx, func(a, b int) int { return compareKeys(p.Keys, keyVals[a], keyVals[b]) })
 	for _, i := range idx {
 		if err := emit(rows[i]); err != nil {
 			return err
@@ -477,4 +453,31 @@ func KeyText(t *catalog.Table, cols []int, row []value.Value) string {
 		vals = append(vals, string(types.AppendText(nil, t.Columns[c].Type, row[c])))
 	}
 	return fmt.Sprintf("(%s)=(%s)", strings.Join(names, ", "), strings.Join(vals, ", "))
+}
+
+// compareKeys orders two rows' sort key values by keys (direction and
+// NULLS FIRST/LAST).
+func compareKeys(keys []planner.SortKey, x, y []value.Value) int {
+	for i, sk := range keys {
+		xn, yn := x[i].Kind() == value.KindNull, y[i].Kind() == value.KindNull
+		var c int
+		switch {
+		case xn && yn:
+			c = 0
+		case xn || yn:
+			c = 1
+			if xn == sk.NullsFirst {
+				c = -1
+			}
+		default:
+			c = value.Compare(x[i], y[i])
+			if sk.Desc {
+				c = -c
+			}
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
 }

@@ -22,7 +22,7 @@ const ServerVersion = "15.0"
 const VersionString = "PostgreSQL 15.0 (ShaleDB) on x86_64-pc-linux-gnu, compiled by Go, 64-bit"
 
 var aggregates = map[string]bool{"count": true, "sum": true, "avg": true, "min": true, "max": true,
-	"bool_and": true, "bool_or": true, "every": true, "string_agg": true}
+	"bool_and": true, "bool_or": true, "every": true, "string_agg": true, "array_agg": true}
 
 func funcName(f *pg.FuncCall) string {
 	ns := Names(f.Funcname)
@@ -313,10 +313,28 @@ func (b *Builder) aggregate(name string, f *pg.FuncCall, sc *scope) (expr.Expr, 
 	if sc == nil || sc.agg == nil {
 		return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed here"), f.Location)
 	}
-	if len(f.AggOrder) > 0 {
-		return nil, posErr(pgerror.Unsupported("ORDER BY inside an aggregate"), f.Location)
-	}
 	a := AggFunc{Name: name, Star: f.AggStar, Distinct: f.AggDistinct}
+	for _, o := range f.AggOrder {
+		sb := o.GetSortBy()
+		if hasAggregate(sb.Node) {
+			return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "aggregate function calls cannot be nested"), f.Location)
+		}
+		e, err := b.expr(sb.Node, sc.agg.input)
+		if err != nil {
+			return nil, err
+		}
+		if isUnknown(e) {
+			if e, err = b.coerce(e, types.Text, "ORDER BY"); err != nil {
+				return nil, err
+			}
+		}
+		if f.AggDistinct && nodeKey(sb.Node) != nodeKey(f.Args[0]) {
+			return nil, posErr(pgerror.New(pgerror.CodeInvalidColumnReference, "in an aggregate with DISTINCT, ORDER BY expressions must appear in argument list"), f.Location)
+		}
+		k := sortKey(sb, 0, e.Type())
+		k.E = e
+		a.Order = append(a.Order, k)
+	}
 	if f.AggFilter != nil {
 		if hasAggregate(f.AggFilter) {
 			return nil, posErr(pgerror.New(pgerror.CodeGroupingError, "aggregate functions are not allowed in FILTER"), f.Location)
@@ -401,6 +419,12 @@ func (b *Builder) aggregate(name string, f *pg.FuncCall, sc *scope) (expr.Expr, 
 				return nil, posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function string_agg(%s, %s) does not exist", at, d.Type()), f.Location)
 			}
 			a.Arg2, a.T = d, types.Text
+		case "array_agg":
+			t, err := arrayType(at, f.Location)
+			if err != nil {
+				return nil, err
+			}
+			a.T = t
 		}
 	}
 	sc.agg.aggs = append(sc.agg.aggs, a)

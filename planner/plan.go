@@ -146,7 +146,7 @@ func (l *Limit) Columns() []Column { return l.Input.Columns() }
 
 // AggFunc is one aggregate over the input.
 type AggFunc struct {
-	Name string // count, sum, avg, min, max, bool_and, bool_or, string_agg
+	Name string // count, sum, avg, min, max, bool_and, bool_or, string_agg, array_agg
 	Arg  expr.Expr
 	// Arg2 is string_agg's delimiter, evaluated per row.
 	Arg2 expr.Expr
@@ -154,7 +154,10 @@ type AggFunc struct {
 	Filter   expr.Expr
 	Star     bool // count(*)
 	Distinct bool
-	T        types.T
+	// Order, from ORDER BY inside the call (array_agg, string_agg), sorts
+	// the aggregated values; its expressions read the input row.
+	Order []SortKey
+	T     types.T
 }
 
 // Aggregate groups input rows by GroupBy and computes Aggs per group. Its

@@ -187,6 +187,9 @@ func Expressions(p Plan) []expr.Expr {
 		add(p.GroupBy...)
 		for _, a := range p.Aggs {
 			add(a.Arg, a.Arg2, a.Filter)
+			for _, o := range a.Order {
+				add(o.E)
+			}
 		}
 	case *Insert:
 		add(p.Returning...)
