@@ -280,14 +280,7 @@ func arrayPrepend(_ *expr.Env, a []value.Value) (value.Value, error) {
 
 // arrayFunc builds the array functions; nil, nil if name is not one.
 func (b *Builder) arrayFunc(name string, args []expr.Expr, loc int32) (expr.Expr, error) {
-	notExist := func() error {
-		sig := make([]string, len(args))
-		for i, a := range args {
-			sig[i] = a.Type().String()
-		}
-		return posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function %s(%s) does not exist", name, strings.Join(sig, ", ")).
-			WithHint("No function matches the given name and argument types. You might need to add explicit type casts."), loc)
-	}
+	notExist := func() error { return noSuchFunction(name, args, loc) }
 	// want checks the arguments: 'a' an array, 'i' an integer, 't' text,
 	// 'e' the first argument's element type.
 	want := func(sig string) error {

@@ -19,16 +19,19 @@ import (
 // String and math functions with PostgreSQL 15's semantics and result
 // types. Each returns (nil, nil) when name is not one of them.
 
+// noSuchFunction is 42883 for name called with args' types.
+func noSuchFunction(name string, args []expr.Expr, loc int32) error {
+	sig := make([]string, len(args))
+	for i, a := range args {
+		sig[i] = a.Type().String()
+	}
+	return posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function %s(%s) does not exist", name, strings.Join(sig, ", ")).
+		WithHint("No function matches the given name and argument types. You might need to add explicit type casts."), loc)
+}
+
 // libFunc plans a call of one of the library's functions.
 func (b *Builder) libFunc(name string, args []expr.Expr, loc int32) (expr.Expr, error) {
-	notExist := func() error {
-		sig := make([]string, len(args))
-		for i, a := range args {
-			sig[i] = a.Type().String()
-		}
-		return posErr(pgerror.New(pgerror.CodeUndefinedFunction, "function %s(%s) does not exist", name, strings.Join(sig, ", ")).
-			WithHint("No function matches the given name and argument types. You might need to add explicit type casts."), loc)
-	}
+	notExist := func() error { return noSuchFunction(name, args, loc) }
 	// texts makes every argument text (unknown literals become text;
 	// other types must be text already).
 	texts := func(n ...int) error {

@@ -89,13 +89,9 @@ func (b *Builder) rangeFunction(rf *pg.RangeFunction) (*fromItem, error) {
 // series plans generate_series over integers, or over timestamps stepped
 // by an interval, with PostgreSQL's result types.
 func (b *Builder) series(fc *pg.FuncCall) (*Series, error) {
-	var args []expr.Expr
-	for _, a := range fc.Args {
-		e, err := b.expr(a, &scope{})
-		if err != nil {
-			return nil, err
-		}
-		args = append(args, e)
+	args, err := b.fromFuncArgs(fc)
+	if err != nil {
+		return nil, err
 	}
 	notExist := func() error {
 		sig := ""

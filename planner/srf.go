@@ -34,12 +34,9 @@ type Ordinality struct {
 
 func (o *Ordinality) Columns() []Column { return o.Cols }
 
-var setReturning = map[string]bool{"generate_series": true, "unnest": true, "pg_partition_ancestors": true}
-
-// funcScan plans a set-returning function call other than
-// generate_series.
-func (b *Builder) funcScan(fc *pg.FuncCall) (Plan, error) {
-	name := funcName(fc)
+// fromFuncArgs builds the arguments of a function in FROM: they see no
+// column of the FROM list (no LATERAL), only enclosing queries'.
+func (b *Builder) fromFuncArgs(fc *pg.FuncCall) ([]expr.Expr, error) {
 	var args []expr.Expr
 	for _, a := range fc.Args {
 		e, err := b.expr(a, &scope{})
@@ -47,6 +44,19 @@ func (b *Builder) funcScan(fc *pg.FuncCall) (Plan, error) {
 			return nil, err
 		}
 		args = append(args, e)
+	}
+	return args, nil
+}
+
+var setReturning = map[string]bool{"generate_series": true, "unnest": true, "pg_partition_ancestors": true}
+
+// funcScan plans a set-returning function call other than
+// generate_series.
+func (b *Builder) funcScan(fc *pg.FuncCall) (Plan, error) {
+	name := funcName(fc)
+	args, err := b.fromFuncArgs(fc)
+	if err != nil {
+		return nil, err
 	}
 	switch name {
 	case "unnest":

@@ -4,8 +4,6 @@ import (
 	"context"
 	"slices"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // TestPgxArrays sends and reads arrays as a driver does: pgx binds Go
@@ -18,18 +16,9 @@ func TestPgxArrays(t *testing.T) {
 	if _, err := setup.Exec(ctx, "CREATE TABLE arr (id int PRIMARY KEY, tags text[], nums int8[], opt int4[])"); err != nil {
 		t.Fatal(err)
 	}
-	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+	for i, mode := range execModes {
 		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DefaultQueryExecMode = mode
-			conn, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(ctx)
+			conn := connectInMode(t, url, mode)
 			tags := []string{"a", "b c", "", "NULL", `q"uote`, `back\slash`}
 			nums := []int64{1, -2, 1 << 40}
 			if _, err := conn.Exec(ctx, "INSERT INTO arr VALUES ($1, $2, $3, $4)", i, tags, nums, []*int32{nil, new(int32)}); err != nil {

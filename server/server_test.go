@@ -25,6 +25,27 @@ func startNode(t *testing.T) (*Node, string) {
 	return n, fmt.Sprintf("postgres://admin:secret@%s/system?sslmode=disable", n.Addr())
 }
 
+// execModes are pgx's ways of running a statement: the simple protocol,
+// the extended one with a fresh statement, and with a cached one.
+var execModes = []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement}
+
+// connectInMode connects with pgx running statements in mode, closed when
+// the test ends.
+func connectInMode(t *testing.T, url string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 // mustConnect opens a connection the test closes when it ends.
 func mustConnect(t *testing.T, url string) *pgx.Conn {
 	t.Helper()
@@ -47,18 +68,9 @@ func sqlstate(err error) string {
 func TestPgxEndToEnd(t *testing.T) {
 	_, url := startNode(t)
 	ctx := context.Background()
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+	for _, mode := range execModes {
 		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DefaultQueryExecMode = mode
-			conn, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(ctx)
+			conn := connectInMode(t, url, mode)
 			tbl := "t_" + fmt.Sprint(int(mode))
 			if _, err := conn.Exec(ctx, "CREATE TABLE "+tbl+" (id bigint PRIMARY KEY, name text NOT NULL, score numeric(10,2), ok boolean)"); err != nil {
 				t.Fatal(err)
@@ -78,7 +90,7 @@ func TestPgxEndToEnd(t *testing.T) {
 			if err := conn.QueryRow(ctx, "SELECT count(*), sum(score)::text FROM "+tbl+" WHERE id >= $1", 2).Scan(&count, &sum); err != nil || count != 4 || sum != "16.00" {
 				t.Fatalf("aggregate: %d %q %v", count, sum, err)
 			}
-			_, err = conn.Exec(ctx, "INSERT INTO "+tbl+" VALUES (1, 'dup', 0, true)")
+			_, err := conn.Exec(ctx, "INSERT INTO "+tbl+" VALUES (1, 'dup', 0, true)")
 			if sqlstate(err) != "23505" {
 				t.Fatalf("duplicate key: %v", err)
 			}

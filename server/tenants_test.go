@@ -766,17 +766,7 @@ func TestPsqlListsTheTenantsObjects(t *testing.T) {
 	e.exec(acme, "CREATE TABLE events (at int, kind text)")
 	e.exec(acme, "CREATE INDEX events_kind ON events (kind)")
 	e.exec(e.sys, "CREATE TABLE sys_only (id int PRIMARY KEY)")
-	psql := func(url string, cmds ...string) string {
-		args := []string{"-X", "-v", "ON_ERROR_STOP=1", url}
-		for _, c := range cmds {
-			args = append(args, "-c", c)
-		}
-		out, err := exec.Command("psql", args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("psql %v: %v\n%s", cmds, err, out)
-		}
-		return string(out)
-	}
+	psql := func(url string, cmds ...string) string { return runPsql(t, url, cmds...) }
 	out := psql(e.url("admin", "pw-acme", "acme"), `\dt`, `\di`, `\dn`, `\dt user*`)
 	for _, want := range []string{
 		" public | events | table | admin", " public | users  | table | admin",
@@ -811,17 +801,7 @@ func TestPsqlDescribesTables(t *testing.T) {
 	e.exec(acme, "CREATE ROLE reader LOGIN PASSWORD 'pw-reader'")
 	e.exec(e.sys, "CREATE TABLE sys_only (id int PRIMARY KEY)")
 	e.exec(e.sys, "CREATE ROLE sys_role")
-	psql := func(url string, cmds ...string) string {
-		args := []string{"-X", "-v", "ON_ERROR_STOP=1", url}
-		for _, c := range cmds {
-			args = append(args, "-c", c)
-		}
-		out, err := exec.Command("psql", args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("psql %v: %v\n%s", cmds, err, out)
-		}
-		return string(out)
-	}
+	psql := func(url string, cmds ...string) string { return runPsql(t, url, cmds...) }
 	url := e.url("admin", "pw-acme", "acme")
 	out := psql(url, `\d users`, `\d+ users`, `\d users_name_score`, `\d users_pkey`, `\l`, `\l+`, `\du`, `\dt+`, `\di+`, `\x`, `SELECT id, tags FROM users`)
 	for _, want := range []string{
@@ -868,4 +848,19 @@ LIMIT 1000`)
 			t.Errorf("column completion lacks %q:\n%s", c, columns)
 		}
 	}
+}
+
+// runPsql runs the real psql binary with each of cmds as a -c, stopping
+// at the first error (which fails the test), and returns its output.
+func runPsql(t *testing.T, url string, cmds ...string) string {
+	t.Helper()
+	args := []string{"-X", "-v", "ON_ERROR_STOP=1", url}
+	for _, c := range cmds {
+		args = append(args, "-c", c)
+	}
+	out, err := exec.Command("psql", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql %v: %v\n%s", cmds, err, out)
+	}
+	return string(out)
 }
