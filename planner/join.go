@@ -102,8 +102,8 @@ func (sc *scope) star() []int {
 }
 
 // fromList plans a FROM list of several items or joins, with the WHERE
-// clause: conjuncts of an all-inner FROM list are pushed into the scans
-// they concern and used as join conditions; otherwise WHERE filters the
+// clause: its conjuncts are pushed into the scans they concern and used as
+// join conditions, except into outer joins, where WHERE filters their
 // joined rows.
 func (b *Builder) fromList(from []*pg.Node, where *pg.Node) (Plan, *scope, error) {
 	var acc *fromItem
@@ -127,10 +127,12 @@ func (b *Builder) fromList(from []*pg.Node, where *pg.Node) (Plan, *scope, error
 	if err != nil {
 		return nil, nil, err
 	}
-	if !acc.outer {
-		if j, ok := acc.plan.(*Join); ok {
-			return b.pushDown(j, cond), acc.sc, nil
-		}
+	// The FROM items are joined by a left-deep chain of inner joins, even
+	// when an item is an outer join: a conjunct is pushed down that chain
+	// (placeConjunct never enters an outer join), so WHERE's equalities
+	// between items become hash keys.
+	if j, ok := acc.plan.(*Join); ok && (len(from) > 1 || !acc.outer) {
+		return b.pushDown(j, cond), acc.sc, nil
 	}
 	return &Filter{Input: acc.plan, Cond: cond}, acc.sc, nil
 }

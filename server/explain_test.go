@@ -55,6 +55,9 @@ func TestExplainShowsTheChosenScan(t *testing.T) {
 			{"SELECT * FROM ex l FULL JOIN ex r ON r.a = l.b", "Full Hash Join (1 key)"},
 			{"SELECT * FROM ex l JOIN ex r ON r.a < l.b", "Inner Nested Loop Join"},
 			{"SELECT * FROM ex l, ex r WHERE r.a = l.b AND r.b = l.a AND l.a = 5", "Inner Lookup Join (index nested loop into the right table)\n->  Range Scan on ex (primary key a = …)"},
+			// A FROM list holding an outer join (as psql's \d queries do):
+			// WHERE's equalities still join the items by hash.
+			{"SELECT * FROM ex l, ex m LEFT JOIN ex r ON r.a = m.b WHERE l.c = m.c AND l.a = 5", "Inner Hash Join (1 key)\n->  Range Scan on ex (primary key a = …)"},
 		} {
 			if got := plan(tc.q); !strings.Contains(got, tc.want) {
 				t.Errorf("%v: EXPLAIN %s:\n%s\nwant it to contain %q", mode, tc.q, got, tc.want)
