@@ -36,7 +36,7 @@ func col(id int, name string, t types.T) catalog.Column {
 // roleOID numbers a tenant's roles by name order, from 16384; the
 // superuser "admin" has PostgreSQL's bootstrap oid 10.
 func (s *Session) roleOIDs(ctx context.Context, txn kvcluster.Txn) (map[string]int64, []*catalog.Role, error) {
-	roles, err := s.cat.Roles(ctx, txn)
+	roles, err := s.viewRoles(ctx, txn)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,7 +97,7 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 				if err != nil {
 					return err
 				}
-				tables, err := s.cat.Tables(ctx, txn)
+				tables, err := s.viewTables(ctx, txn)
 				if err != nil {
 					return err
 				}
@@ -136,7 +136,7 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 			col(9, "indisreplident", b), col(10, "indimmediate", b), col(11, "indisexclusion", b), col(12, "indisready", b),
 			col(13, "indislive", b), col(14, "indkey", int2Arr), col(15, "indoption", int2Arr), col(16, "indexprs", text), col(17, "indpred", text), col(18, "indnullsnotdistinct", b)},
 			func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
-				tables, err := s.cat.Tables(ctx, txn)
+				tables, err := s.viewTables(ctx, txn)
 				if err != nil {
 					return err
 				}
@@ -215,7 +215,7 @@ func (s *Session) infoSchemaView(name string) (*catalog.Table, error) {
 		return &catalog.Table{Name: short, Columns: []catalog.Column{col(1, "table_catalog", text), col(2, "table_schema", text),
 			col(3, "table_name", text), col(4, "table_type", text), col(5, "is_insertable_into", text)},
 			Virtual: func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
-				tables, err := s.cat.Tables(ctx, txn)
+				tables, err := s.viewTables(ctx, txn)
 				if err != nil {
 					return err
 				}
@@ -232,7 +232,7 @@ func (s *Session) infoSchemaView(name string) (*catalog.Table, error) {
 			col(7, "is_nullable", text), col(8, "data_type", text), col(9, "character_maximum_length", i8),
 			col(10, "numeric_precision", i8), col(11, "numeric_scale", i8)},
 			Virtual: func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
-				tables, err := s.cat.Tables(ctx, txn)
+				tables, err := s.viewTables(ctx, txn)
 				if err != nil {
 					return err
 				}
@@ -312,7 +312,7 @@ func (s *Session) relationName(ctx context.Context, oid int64) (value.Value, err
 	if oid == 0 {
 		return value.Text("-"), nil
 	}
-	tables, err := s.cat.Tables(ctx, s.txn)
+	tables, err := s.viewTables(ctx, s.txn)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +339,7 @@ func (s *Session) relationByName(ctx context.Context, name string) (value.Value,
 		parts = parts[1:]
 	}
 	if len(parts) == 1 {
-		tables, err := s.cat.Tables(ctx, s.txn)
+		tables, err := s.viewTables(ctx, s.txn)
 		if err != nil {
 			return nil, err
 		}
@@ -363,7 +363,7 @@ func quoteIdent(s string) string { return planner.QuoteIdent(s) }
 // pg_get_constraintdef(oid[, pretty]): NULL for an oid that names none.
 func (s *Session) objectDef(ctx context.Context, name string, args []value.Value) (value.Value, error) {
 	oid := int64(args[0].(value.Int))
-	tables, err := s.cat.Tables(ctx, s.txn)
+	tables, err := s.viewTables(ctx, s.txn)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func (s *Session) indexBytes(ctx context.Context, t *catalog.Table, idx *catalog
 // relationSize answers pg_table_size, pg_relation_size, pg_indexes_size
 // and pg_total_relation_size for oid: NULL when it names no relation.
 func (s *Session) relationSize(ctx context.Context, name string, oid int64) (value.Value, error) {
-	tables, err := s.cat.Tables(ctx, s.txn)
+	tables, err := s.viewTables(ctx, s.txn)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (s *Session) databaseSize(ctx context.Context, name string) (value.Value, e
 	if name != s.database {
 		return nil, pgerror.New(pgerror.CodeInvalidCatalogName, "database %q does not exist", name)
 	}
-	tables, err := s.cat.Tables(ctx, s.txn)
+	tables, err := s.viewTables(ctx, s.txn)
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func (s *Session) moreCatalogViews(short string) (cols []catalog.Column, rows ro
 	}
 	null := value.Null{}
 	tables := func(ctx context.Context, txn kvcluster.Txn, each func(t *catalog.Table) error) error {
-		ts, err := s.cat.Tables(ctx, txn)
+		ts, err := s.viewTables(ctx, txn)
 		if err != nil {
 			return err
 		}
@@ -315,4 +315,45 @@ func constraintDef(t *catalog.Table, idx *catalog.Index) string {
 		kind = "PRIMARY KEY"
 	}
 	return kind + " (" + strings.Join(keys, ", ") + ")"
+}
+
+// viewCache holds one statement's reads of the catalog for the views.
+type viewCache struct {
+	txn    kvcluster.Txn
+	tables []*catalog.Table
+	roles  []*catalog.Role
+}
+
+// viewTables lists the tenant's tables for the catalog views, once per
+// statement and transaction.
+func (s *Session) viewTables(ctx context.Context, txn kvcluster.Txn) ([]*catalog.Table, error) {
+	if s.views.tables != nil && s.views.txn == txn {
+		return s.views.tables, nil
+	}
+	ts, err := s.cat.Tables(ctx, txn)
+	if err != nil {
+		return nil, err
+	}
+	if s.views.txn != txn {
+		s.views = viewCache{txn: txn}
+	}
+	s.views.tables = ts
+	return ts, nil
+}
+
+// viewRoles lists the tenant's roles for the catalog views, once per
+// statement and transaction.
+func (s *Session) viewRoles(ctx context.Context, txn kvcluster.Txn) ([]*catalog.Role, error) {
+	if s.views.roles != nil && s.views.txn == txn {
+		return s.views.roles, nil
+	}
+	rs, err := s.cat.Roles(ctx, txn)
+	if err != nil {
+		return nil, err
+	}
+	if s.views.txn != txn {
+		s.views = viewCache{txn: txn}
+	}
+	s.views.roles = rs
+	return rs, nil
 }

@@ -127,6 +127,10 @@ type Session struct {
 	settings map[string]string
 	stats    statementStats
 	counting countingWriter
+	// views memoizes, for one statement, the descriptors the catalog
+	// views and functions read (a correlated subquery over pg_attrdef
+	// reads them once per outer row).
+	views viewCache
 	// memSetting is the query memory limit's text memLimit was parsed
 	// from.
 	memSetting string

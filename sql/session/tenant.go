@@ -70,6 +70,7 @@ func (s *Session) execute(ctx context.Context, stmt *pg.Node, paramTypes []types
 	cw := &s.counting
 	*cw = countingWriter{ResultWriter: w}
 	s.stats = statementStats{}
+	s.views = viewCache{}
 	err := s.dispatch(ctx, stmt, paramTypes, params, cw, maxRows, portal)
 	written := cw.written()
 	if s.gov != nil {
