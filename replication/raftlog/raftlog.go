@@ -1,0 +1,437 @@
+// Package raftlog keeps the raft logs of a node's shard replicas in a
+// Badger store of their own: each group's entries, hard state and
+// snapshot metadata, with every log served to etcd-raft through the
+// raft.Storage interface.
+//
+// Writes are batched the way raft's Ready loop wants them: Write persists
+// the hard states, entries and snapshots of any number of groups in one
+// synced Badger transaction, so a node pays one fsync per Ready round, not
+// one per proposal. A Log's read side is served from memory bounds (first
+// and last index) and Badger lookups; it is safe for concurrent use with
+// Write.
+//
+// Key layout, per group g (8 bytes, big-endian):
+//
+//	"g" g "h"           hard state
+//	"g" g "s"           snapshot metadata (index, term, conf state)
+//	"g" g "e" index(8)  entry
+package raftlog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.etcd.io/etcd/raft/v3"
+	"go.etcd.io/etcd/raft/v3/raftpb"
+)
+
+// Store holds the raft logs of one node.
+type Store struct {
+	db *badger.DB
+	mu sync.Mutex // serializes Write and Compact
+}
+
+// Options configure a Store.
+type Options struct {
+	// Dir is the Badger directory; ignored when InMemory.
+	Dir string
+	// InMemory keeps everything in memory (tests).
+	InMemory bool
+}
+
+// Open opens (creating if needed) the raft log store in opts.Dir.
+func Open(opts Options) (*Store, error) {
+	bopts := badger.DefaultOptions(opts.Dir).
+		WithInMemory(opts.InMemory).
+		WithSyncWrites(!opts.InMemory).
+		WithLogger(nil).
+		WithNumVersionsToKeep(1)
+	if opts.InMemory {
+		bopts.Dir, bopts.ValueDir = "", ""
+	}
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: open %s: %w", opts.Dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+func groupPrefix(group uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{'g'}, group)
+}
+
+func hardStateKey(group uint64) []byte { return append(groupPrefix(group), 'h') }
+func snapshotKey(group uint64) []byte  { return append(groupPrefix(group), 's') }
+func entryKey(group, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(groupPrefix(group), 'e'), index)
+}
+
+// Log is one raft group's log, a raft.Storage.
+type Log struct {
+	s     *Store
+	group uint64
+
+	mu sync.RWMutex
+	hs raftpb.HardState
+	// snap is the metadata of the latest snapshot (or compaction point):
+	// entries up to snap.Index are gone; snap.Index and snap.Term stand
+	// for the dummy entry before the first one.
+	snap raftpb.SnapshotMetadata
+	// last is the index of the last entry (snap.Index when there is none).
+	last uint64
+}
+
+// Log opens group's log, loading its bounds.
+func (s *Store) Log(group uint64) (*Log, error) {
+	l := &Log{s: s, group: group}
+	err := s.db.View(func(txn *badger.Txn) error {
+		if err := getProto(txn, hardStateKey(group), &l.hs); err != nil {
+			return err
+		}
+		if err := getProto(txn, snapshotKey(group), &l.snap); err != nil {
+			return err
+		}
+		l.last = l.snap.Index
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: append(groupPrefix(group), 'e')})
+		defer it.Close()
+		it.Seek(entryKey(group, ^uint64(0)))
+		if it.Valid() {
+			k := it.Item().Key()
+			l.last = binary.BigEndian.Uint64(k[len(k)-8:])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftlog: load group %d: %w", group, err)
+	}
+	return l, nil
+}
+
+type marshaler interface {
+	Marshal() ([]byte, error)
+	Unmarshal([]byte) error
+}
+
+func getProto(txn *badger.Txn, key []byte, m marshaler) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(m.Unmarshal)
+}
+
+// Update is what one group's Ready asks to persist.
+type Update struct {
+	Log       *Log
+	HardState raftpb.HardState // empty: unchanged
+	Entries   []raftpb.Entry   // appended, replacing any from Entries[0].Index on
+	Snapshot  raftpb.Snapshot  // empty: none
+}
+
+// Write persists every update in one synced transaction (more if they do
+// not fit in one; each is synced before Write returns). Entries replace
+// the log from their first index on, as raft requires after a conflict.
+// A snapshot replaces the whole log up to its index.
+func (s *Store) Write(ctx context.Context, updates []Update) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// New bounds, applied to the logs once everything is durable.
+	type bounds struct {
+		hs   *raftpb.HardState
+		snap *raftpb.SnapshotMetadata
+		last uint64
+	}
+	next := make([]bounds, len(updates))
+	txn := s.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	set := func(k, v []byte) error {
+		err := txn.Set(k, v)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err = txn.Commit(); err != nil {
+				return err
+			}
+			txn = s.db.NewTransaction(true)
+			err = txn.Set(k, v)
+		}
+		return err
+	}
+	del := func(k []byte) error {
+		err := txn.Delete(k)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err = txn.Commit(); err != nil {
+				return err
+			}
+			txn = s.db.NewTransaction(true)
+			err = txn.Delete(k)
+		}
+		return err
+	}
+	// Check every update before writing any: a transaction too big for
+	// one Badger commit is split, so nothing may fail after the first.
+	for _, u := range updates {
+		l := u.Log
+		l.mu.RLock()
+		last, snap := l.last, l.snap
+		l.mu.RUnlock()
+		if !raft.IsEmptySnap(u.Snapshot) {
+			if u.Snapshot.Metadata.Index <= snap.Index {
+				return fmt.Errorf("raftlog: group %d: %w", l.group, raft.ErrSnapOutOfDate)
+			}
+			snap, last = u.Snapshot.Metadata, u.Snapshot.Metadata.Index
+		}
+		if len(u.Entries) > 0 {
+			if first := u.Entries[0].Index; first <= snap.Index || first > last+1 {
+				return fmt.Errorf("raftlog: group %d: entries from %d do not follow the log (%d..%d]", l.group, first, snap.Index, last)
+			}
+			for i, e := range u.Entries[1:] {
+				if e.Index != u.Entries[i].Index+1 {
+					return fmt.Errorf("raftlog: group %d: entries not consecutive at %d", l.group, e.Index)
+				}
+			}
+		}
+	}
+	for i, u := range updates {
+		l := u.Log
+		l.mu.RLock()
+		last, snap := l.last, l.snap
+		l.mu.RUnlock()
+		b := bounds{last: last}
+		if !raft.IsEmptySnap(u.Snapshot) {
+			m := u.Snapshot.Metadata
+			data, err := m.Marshal()
+			if err != nil {
+				return err
+			}
+			if err := set(snapshotKey(l.group), data); err != nil {
+				return err
+			}
+			// The snapshot replaces the log: entries at or below its
+			// index go, and so do later ones (they may conflict).
+			for idx := snap.Index + 1; idx <= last; idx++ {
+				if err := del(entryKey(l.group, idx)); err != nil {
+					return err
+				}
+			}
+			b.snap, b.last, snap = &m, m.Index, m
+			last = m.Index
+		}
+		if len(u.Entries) > 0 {
+			for _, e := range u.Entries {
+				data, err := e.Marshal()
+				if err != nil {
+					return err
+				}
+				if err := set(entryKey(l.group, e.Index), data); err != nil {
+					return err
+				}
+			}
+			newLast := u.Entries[len(u.Entries)-1].Index
+			for idx := newLast + 1; idx <= last; idx++ {
+				if err := del(entryKey(l.group, idx)); err != nil {
+					return err
+				}
+			}
+			b.last = newLast
+		}
+		if !raft.IsEmptyHardState(u.HardState) {
+			hs := u.HardState
+			data, err := hs.Marshal()
+			if err != nil {
+				return err
+			}
+			if err := set(hardStateKey(l.group), data); err != nil {
+				return err
+			}
+			b.hs = &hs
+		}
+		next[i] = b
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("raftlog: write: %w", err)
+	}
+	for i, u := range updates {
+		l, b := u.Log, next[i]
+		l.mu.Lock()
+		if b.hs != nil {
+			l.hs = *b.hs
+		}
+		if b.snap != nil {
+			l.snap = *b.snap
+		}
+		l.last = b.last
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// Compact drops the entries up to and including index, which must be
+// applied (raft.ErrCompacted if already gone, raft.ErrUnavailable past
+// the last entry). The dropped entries' place is kept by a snapshot
+// metadata with index's term and conf, so Term(index) still answers.
+func (l *Log) Compact(ctx context.Context, index uint64, conf raftpb.ConfState) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	l.mu.RLock()
+	snap, last := l.snap, l.last
+	l.mu.RUnlock()
+	switch {
+	case index <= snap.Index:
+		return raft.ErrCompacted
+	case index > last:
+		return raft.ErrUnavailable
+	}
+	term, err := l.Term(index)
+	if err != nil {
+		return err
+	}
+	m := raftpb.SnapshotMetadata{Index: index, Term: term, ConfState: conf}
+	err = l.s.db.Update(func(txn *badger.Txn) error {
+		data, err := m.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(snapshotKey(l.group), data); err != nil {
+			return err
+		}
+		for idx := snap.Index + 1; idx <= index; idx++ {
+			if err := txn.Delete(entryKey(l.group, idx)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("raftlog: compact group %d to %d: %w", l.group, index, err)
+	}
+	l.mu.Lock()
+	l.snap = m
+	l.mu.Unlock()
+	return nil
+}
+
+// InitialState returns the saved hard state and the conf state of the
+// latest snapshot.
+func (l *Log) InitialState() (raftpb.HardState, raftpb.ConfState, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.hs, l.snap.ConfState, nil
+}
+
+// FirstIndex is the index of the first entry still held.
+func (l *Log) FirstIndex() (uint64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.snap.Index + 1, nil
+}
+
+// LastIndex is the index of the last entry.
+func (l *Log) LastIndex() (uint64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.last, nil
+}
+
+// Term returns the term of entry i: ErrCompacted below the first entry's
+// predecessor, ErrUnavailable past the last.
+func (l *Log) Term(i uint64) (uint64, error) {
+	l.mu.RLock()
+	snap, last := l.snap, l.last
+	l.mu.RUnlock()
+	switch {
+	case i < snap.Index:
+		return 0, raft.ErrCompacted
+	case i == snap.Index:
+		return snap.Term, nil
+	case i > last:
+		return 0, raft.ErrUnavailable
+	}
+	var e raftpb.Entry
+	err := l.s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(entryKey(l.group, i))
+		if err != nil {
+			return err
+		}
+		return item.Value(e.Unmarshal)
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, raft.ErrCompacted // compacted since the bounds were read
+	}
+	if err != nil {
+		return 0, fmt.Errorf("raftlog: term %d of group %d: %w", i, l.group, err)
+	}
+	return e.Term, nil
+}
+
+// Entries returns the entries in [lo, hi), at least one and then no more
+// than maxSize bytes in total.
+func (l *Log) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
+	l.mu.RLock()
+	snap, last := l.snap, l.last
+	l.mu.RUnlock()
+	switch {
+	case lo <= snap.Index:
+		return nil, raft.ErrCompacted
+	case hi > last+1:
+		return nil, fmt.Errorf("raftlog: entries [%d, %d) of group %d past the last index %d", lo, hi, l.group, last)
+	case lo >= hi:
+		return nil, nil
+	}
+	var out []raftpb.Entry
+	var size uint64
+	limited := false
+	err := l.s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: append(groupPrefix(l.group), 'e'), PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		want := lo
+		for it.Seek(entryKey(l.group, lo)); it.Valid() && want < hi; it.Next() {
+			var e raftpb.Entry
+			if err := it.Item().Value(e.Unmarshal); err != nil {
+				return err
+			}
+			if e.Index != want {
+				return raft.ErrCompacted // the log moved under us
+			}
+			size += uint64(e.Size())
+			if len(out) > 0 && size > maxSize {
+				limited = true
+				break
+			}
+			out = append(out, e)
+			want++
+		}
+		if len(out) == 0 || !limited && want < hi {
+			return raft.ErrCompacted // the log moved under us
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Snapshot returns the latest snapshot's metadata. The state machine's
+// data travels separately (the replication layer streams it).
+func (l *Log) Snapshot() (raftpb.Snapshot, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return raftpb.Snapshot{Metadata: l.snap}, nil
+}
+
+var _ raft.Storage = (*Log)(nil)
