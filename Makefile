@@ -59,7 +59,7 @@ test: deps lint ## vet, format check, short fuzzing, all tests with -race
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn for $(FUZZ_SHORT)"; \
-		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_SHORT) >/dev/null || exit 1; \
+		out=$$($(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_SHORT) 2>&1) || { echo "$$out" | tail -40; exit 1; }; \
 	done
 	$(GO) test -race -count=1 ./...
 
