@@ -38,12 +38,14 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ## check the toolchain and fetch Go modules
+deps: ## check the toolchain, install PostgreSQL 15 and etcd, fetch Go modules
 	@command -v $(GO) >/dev/null || { echo "Go is missing: install Go 1.26 into /usr/local/go"; exit 1; }
 	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc; }
 	@# PostgreSQL 15 is the oracle and the benchmark baseline (server, psql, pgbench).
 	@[ -x $(PG_BIN)/postgres ] && command -v psql >/dev/null && command -v pgbench >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15; }
+	@# etcd holds the cluster's metadata; cluster tests start their own.
+	@command -v etcd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server; }
 	@$(GO) mod download
 
 .PHONY: build
