@@ -315,15 +315,21 @@ func scan(rt *Runtime, s *planner.Scan, emit Emit) error {
 	if s.Index != nil {
 		return indexScan(rt, s, rec, start, end, deliver)
 	}
-	if s.Kind == planner.PointRead {
+	return readSpan(rt, s.Kind == planner.PointRead, start, end, deliver)
+}
+
+// readSpan calls fn for the key start alone (point) or for every entry in
+// [start, end), read a page at a time.
+func readSpan(rt *Runtime, point bool, start, end []byte, fn func(k, v []byte) error) error {
+	if point {
 		v, found, err := rt.Txn.Get(rt.Ctx, start)
 		if err != nil || !found {
 			return err
 		}
-		return deliver(start, v)
+		return fn(start, v)
 	}
 	return kvcluster.ScanAll(rt.Ctx, rt.Txn, start, end, scanPageRows, func(e kvcluster.KeyValue) error {
-		return deliver(e.Key, e.Value)
+		return fn(e.Key, e.Value)
 	})
 }
 
@@ -346,16 +352,7 @@ func indexScan(rt *Runtime, s *planner.Scan, rec *record.Table, start, end []byt
 		}
 		return deliver(key, val)
 	}
-	if s.Kind == planner.PointRead {
-		v, found, err := rt.Txn.Get(rt.Ctx, start)
-		if err != nil || !found {
-			return err
-		}
-		return row(start, v)
-	}
-	return kvcluster.ScanAll(rt.Ctx, rt.Txn, start, end, scanPageRows, func(e kvcluster.KeyValue) error {
-		return row(e.Key, e.Value)
-	})
+	return readSpan(rt, s.Kind == planner.PointRead, start, end, row)
 }
 
 func runSort(rt *Runtime, p *planner.Sort, emit Emit) error {

@@ -331,9 +331,7 @@ func (b *Builder) aggregate(name string, f *pg.FuncCall, sc *scope) (expr.Expr, 
 		if f.AggDistinct && nodeKey(sb.Node) != nodeKey(f.Args[0]) {
 			return nil, posErr(pgerror.New(pgerror.CodeInvalidColumnReference, "in an aggregate with DISTINCT, ORDER BY expressions must appear in argument list"), f.Location)
 		}
-		k := sortKey(sb, 0, e.Type())
-		k.E = e
-		a.Order = append(a.Order, k)
+		a.Order = append(a.Order, sortKey(sb, e))
 	}
 	if f.AggFilter != nil {
 		if hasAggregate(f.AggFilter) {

@@ -245,7 +245,7 @@ func (b *Builder) Select(s *pg.SelectStmt) (Plan, error) {
 			cols = append(cols, Column{Name: "?sort?", Type: e.Type()})
 			idx = len(exprs) - 1
 		}
-		keys = append(keys, sortKey(sb, idx, cols[idx].Type))
+		keys = append(keys, sortKey(sb, &expr.Col{Idx: idx, T: cols[idx].Type}))
 	}
 
 	var plan Plan = input
@@ -568,9 +568,9 @@ func nodeKeyOfCol(exprs []expr.Expr, e expr.Expr) string {
 	return fmt.Sprintf("expr%d", c.Idx)
 }
 
-// sortKey is ORDER BY's key on output column idx, with PostgreSQL's NULL
-// placement (NULLS LAST ascending, FIRST descending, unless told).
-func sortKey(sb *pg.SortBy, idx int, t types.T) SortKey {
+// sortKey is ORDER BY's key on e, with PostgreSQL's NULL placement
+// (NULLS LAST ascending, FIRST descending, unless told).
+func sortKey(sb *pg.SortBy, e expr.Expr) SortKey {
 	desc := sb.SortbyDir == pg.SortByDir_SORTBY_DESC
 	nullsFirst := desc
 	switch sb.SortbyNulls {
@@ -579,7 +579,7 @@ func sortKey(sb *pg.SortBy, idx int, t types.T) SortKey {
 	case pg.SortByNulls_SORTBY_NULLS_LAST:
 		nullsFirst = false
 	}
-	return SortKey{E: &expr.Col{Idx: idx, T: t}, Desc: desc, NullsFirst: nullsFirst}
+	return SortKey{E: e, Desc: desc, NullsFirst: nullsFirst}
 }
 
 // withLimit adds a statement's LIMIT and OFFSET on top of plan.

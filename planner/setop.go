@@ -164,7 +164,7 @@ func (b *Builder) setOp(s *pg.SelectStmt) (Plan, error) {
 		} else {
 			return nil, pgerror.Unsupported("ORDER BY on an expression of a " + op + " result")
 		}
-		keys = append(keys, sortKey(sb, idx, out.Cols[idx].Type))
+		keys = append(keys, sortKey(sb, &expr.Col{Idx: idx, T: out.Cols[idx].Type}))
 	}
 	if len(keys) > 0 {
 		plan = &Sort{Input: plan, Keys: keys}

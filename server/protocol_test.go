@@ -327,9 +327,7 @@ func TestOversizedAndMalformedMessages(t *testing.T) {
 }
 
 func TestPsqlBinary(t *testing.T) {
-	if _, err := exec.LookPath("psql"); err != nil {
-		t.Skip("psql not installed")
-	}
+	needPsql(t)
 	_, url := startNode(t)
 	cmd := exec.Command("psql", "-X", "-v", "ON_ERROR_STOP=1", url)
 	cmd.Stdin = strings.NewReader(`CREATE TABLE ps (id serial PRIMARY KEY, name text);

@@ -757,17 +757,14 @@ func TestQueryMemoryLimit(t *testing.T) {
 // TestPsqlListsTheTenantsObjects runs psql's \dt, \di and \dn in two
 // tenants: each lists its own tables and indexes only.
 func TestPsqlListsTheTenantsObjects(t *testing.T) {
-	if _, err := exec.LookPath("psql"); err != nil {
-		t.Skip("psql not installed")
-	}
+	needPsql(t)
 	e := newTenantEnv(t, Config{})
 	acme := e.createTenant("acme")
 	e.exec(acme, "CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE)")
 	e.exec(acme, "CREATE TABLE events (at int, kind text)")
 	e.exec(acme, "CREATE INDEX events_kind ON events (kind)")
 	e.exec(e.sys, "CREATE TABLE sys_only (id int PRIMARY KEY)")
-	psql := func(url string, cmds ...string) string { return runPsql(t, url, cmds...) }
-	out := psql(e.url("admin", "pw-acme", "acme"), `\dt`, `\di`, `\dn`, `\dt user*`)
+	out := runPsql(t, e.url("admin", "pw-acme", "acme"), `\dt`, `\di`, `\dn`, `\dt user*`)
 	for _, want := range []string{
 		" public | events | table | admin", " public | users  | table | admin",
 		" public | events_kind     | index | admin | events", " public | users_email_key | index | admin | users", " public | users_pkey      | index | admin | users",
@@ -780,7 +777,7 @@ func TestPsqlListsTheTenantsObjects(t *testing.T) {
 	if strings.Contains(out, "sys_only") {
 		t.Errorf("acme's psql lists the system tenant's table:\n%s", out)
 	}
-	if sys := psql(e.admin, `\dt`); !strings.Contains(sys, "sys_only") || strings.Contains(sys, "users") {
+	if sys := runPsql(t, e.admin, `\dt`); !strings.Contains(sys, "sys_only") || strings.Contains(sys, "users") {
 		t.Errorf("the system tenant's \\dt:\n%s", sys)
 	}
 }
@@ -790,9 +787,7 @@ func TestPsqlListsTheTenantsObjects(t *testing.T) {
 // name the tenant's tables, columns, types, defaults, indexes, roles and
 // database, and nothing of another tenant's.
 func TestPsqlDescribesTables(t *testing.T) {
-	if _, err := exec.LookPath("psql"); err != nil {
-		t.Skip("psql not installed")
-	}
+	needPsql(t)
 	e := newTenantEnv(t, Config{})
 	acme := e.createTenant("acme")
 	e.exec(acme, "CREATE TABLE users (id int PRIMARY KEY, email varchar(80) UNIQUE, name text NOT NULL DEFAULT 'anon', tags text[], score numeric(6,2))")
@@ -801,9 +796,8 @@ func TestPsqlDescribesTables(t *testing.T) {
 	e.exec(acme, "CREATE ROLE reader LOGIN PASSWORD 'pw-reader'")
 	e.exec(e.sys, "CREATE TABLE sys_only (id int PRIMARY KEY)")
 	e.exec(e.sys, "CREATE ROLE sys_role")
-	psql := func(url string, cmds ...string) string { return runPsql(t, url, cmds...) }
 	url := e.url("admin", "pw-acme", "acme")
-	out := psql(url, `\d users`, `\d+ users`, `\d users_name_score`, `\d users_pkey`, `\l`, `\l+`, `\du`, `\dt+`, `\di+`, `\x`, `SELECT id, tags FROM users`)
+	out := runPsql(t, url, `\d users`, `\d+ users`, `\d users_name_score`, `\d users_pkey`, `\l`, `\l+`, `\du`, `\dt+`, `\di+`, `\x`, `SELECT id, tags FROM users`)
 	for _, want := range []string{
 		`Table "public.users"`,
 		" id     | integer               |           | not null | ",
@@ -834,11 +828,11 @@ func TestPsqlDescribesTables(t *testing.T) {
 	}
 	// psql 15's tab completion after "SELECT * FROM us" and
 	// "SELECT * FROM users WHERE ".
-	tables := psql(url, `SELECT c.relname, NULL::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'S', 'v', 'm', 'f', 'p') AND (c.relname) LIKE 'us%' AND pg_catalog.pg_table_is_visible(c.oid) AND c.relnamespace <> (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'pg_catalog')
+	tables := runPsql(t, url, `SELECT c.relname, NULL::pg_catalog.text FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'S', 'v', 'm', 'f', 'p') AND (c.relname) LIKE 'us%' AND pg_catalog.pg_table_is_visible(c.oid) AND c.relnamespace <> (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'pg_catalog')
 UNION ALL
 SELECT NULL::pg_catalog.text, n.nspname FROM pg_catalog.pg_namespace n WHERE n.nspname LIKE 'us%' AND n.nspname NOT LIKE E'pg\\_%'
 LIMIT 1000`)
-	columns := psql(url, `SELECT a.attname, NULL::pg_catalog.text FROM pg_catalog.pg_attribute a, pg_catalog.pg_class c WHERE c.oid = a.attrelid and a.attnum > 0 and not a.attisdropped AND (a.attname) LIKE '%' AND c.relname = 'users' AND pg_catalog.pg_table_is_visible(c.oid)
+	columns := runPsql(t, url, `SELECT a.attname, NULL::pg_catalog.text FROM pg_catalog.pg_attribute a, pg_catalog.pg_class c WHERE c.oid = a.attrelid and a.attnum > 0 and not a.attisdropped AND (a.attname) LIKE '%' AND c.relname = 'users' AND pg_catalog.pg_table_is_visible(c.oid)
 LIMIT 1000`)
 	if !strings.Contains(tables, " users   |") || !strings.Contains(tables, "(1 row)") {
 		t.Errorf("table completion:\n%s", tables)
@@ -847,6 +841,14 @@ LIMIT 1000`)
 		if !strings.Contains(columns, c) {
 			t.Errorf("column completion lacks %q:\n%s", c, columns)
 		}
+	}
+}
+
+// needPsql skips a test that runs psql where it is not installed.
+func needPsql(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("psql"); err != nil {
+		t.Skip("psql not installed")
 	}
 }
 

@@ -108,8 +108,9 @@ func CastValue(v value.Value, from, to types.T) (value.Value, error) {
 	}
 	if a, ok := v.(value.Array); ok && to.IsArray() && from.IsArray() {
 		out := make([]value.Value, len(a.Elems))
+		fromElem, toElem := from.ElemType(), to.ElemType()
 		for i, e := range a.Elems {
-			c, err := CastValue(e, from.ElemType(), to.ElemType())
+			c, err := CastValue(e, fromElem, toElem)
 			if err != nil {
 				return nil, err
 			}
@@ -235,8 +236,9 @@ func dateToMicros(d value.Date) int64 {
 func castCoerce(to types.T, v value.Value) (value.Value, error) {
 	if a, ok := v.(value.Array); ok && to.IsArray() {
 		out := make([]value.Value, len(a.Elems))
+		elem := to.ElemType()
 		for i, e := range a.Elems {
-			c, err := castCoerce(to.ElemType(), e)
+			c, err := castCoerce(elem, e)
 			if err != nil {
 				return nil, err
 			}

@@ -327,33 +327,31 @@ type viewCache struct {
 // viewTables lists the tenant's tables for the catalog views, once per
 // statement and transaction.
 func (s *Session) viewTables(ctx context.Context, txn kvcluster.Txn) ([]*catalog.Table, error) {
-	if s.views.tables != nil && s.views.txn == txn {
-		return s.views.tables, nil
-	}
-	ts, err := s.cat.Tables(ctx, txn)
-	if err != nil {
-		return nil, err
-	}
-	if s.views.txn != txn {
-		s.views = viewCache{txn: txn}
-	}
-	s.views.tables = ts
-	return ts, nil
+	return memoized(s, txn, func(c *viewCache) *[]*catalog.Table { return &c.tables },
+		func() ([]*catalog.Table, error) { return s.cat.Tables(ctx, txn) })
 }
 
 // viewRoles lists the tenant's roles for the catalog views, once per
 // statement and transaction.
 func (s *Session) viewRoles(ctx context.Context, txn kvcluster.Txn) ([]*catalog.Role, error) {
-	if s.views.roles != nil && s.views.txn == txn {
-		return s.views.roles, nil
-	}
-	rs, err := s.cat.Roles(ctx, txn)
-	if err != nil {
-		return nil, err
-	}
+	return memoized(s, txn, func(c *viewCache) *[]*catalog.Role { return &c.roles },
+		func() ([]*catalog.Role, error) { return s.cat.Roles(ctx, txn) })
+}
+
+// memoized returns the statement's cached list in slot, loading it on
+// first use in txn.
+func memoized[T any](s *Session, txn kvcluster.Txn, slot func(*viewCache) *[]T, load func() ([]T, error)) ([]T, error) {
 	if s.views.txn != txn {
 		s.views = viewCache{txn: txn}
 	}
-	s.views.roles = rs
-	return rs, nil
+	p := slot(&s.views)
+	if *p != nil {
+		return *p, nil
+	}
+	v, err := load()
+	if err != nil {
+		return nil, err
+	}
+	*p = v
+	return v, nil
 }
