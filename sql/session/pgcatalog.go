@@ -306,6 +306,27 @@ func (s *Session) catalogCall(ctx context.Context, name string, args []value.Val
 	return nil, pgerror.New(pgerror.CodeUndefinedFunction, "function %s does not exist", name)
 }
 
+// findRelation returns the relation match accepts among tables: a table
+// (idx nil) or an index the catalogs show (userIndexes); t is nil for
+// none.
+func findRelation(tables []*catalog.Table, match func(oid int64, name string) bool) (t *catalog.Table, idx *catalog.Index) {
+	for _, t := range tables {
+		if match(t.OID(), t.Name) {
+			return t, nil
+		}
+		for _, ix := range userIndexes(t) {
+			if match(t.IndexOID(&ix), ix.Name) {
+				return t, &ix
+			}
+		}
+	}
+	return nil, nil
+}
+
+func byOID(oid int64) func(int64, string) bool {
+	return func(o int64, _ string) bool { return o == oid }
+}
+
 // relationName is a relation's name by oid, or the oid as text when it
 // names nothing, as regclass prints.
 func (s *Session) relationName(ctx context.Context, oid int64) (value.Value, error) {
@@ -316,15 +337,11 @@ func (s *Session) relationName(ctx context.Context, oid int64) (value.Value, err
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range tables {
-		if t.OID() == oid {
-			return value.Text(quoteIdent(t.Name)), nil
-		}
-		for _, idx := range t.Indexes {
-			if t.IndexOID(&idx) == oid {
-				return value.Text(quoteIdent(idx.Name)), nil
-			}
-		}
+	switch t, idx := findRelation(tables, byOID(oid)); {
+	case idx != nil:
+		return value.Text(quoteIdent(idx.Name)), nil
+	case t != nil:
+		return value.Text(quoteIdent(t.Name)), nil
 	}
 	return value.Text(itoa(oid)), nil
 }
@@ -343,15 +360,11 @@ func (s *Session) relationByName(ctx context.Context, name string) (value.Value,
 		if err != nil {
 			return nil, err
 		}
-		for _, t := range tables {
-			if t.Name == parts[0] {
-				return value.Int(t.OID()), nil
-			}
-			for _, idx := range t.Indexes {
-				if idx.Name == parts[0] && !idx.Building {
-					return value.Int(t.IndexOID(&idx)), nil
-				}
-			}
+		switch t, idx := findRelation(tables, func(_ int64, n string) bool { return n == parts[0] }); {
+		case idx != nil:
+			return value.Int(t.IndexOID(idx)), nil
+		case t != nil:
+			return value.Int(t.OID()), nil
 		}
 	}
 	return nil, pgerror.New(pgerror.CodeUndefinedTable, "relation %q does not exist", name)

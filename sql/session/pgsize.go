@@ -18,19 +18,11 @@ import (
 func (s *Session) indexBytes(ctx context.Context, t *catalog.Table, idx *catalog.Index) (int64, error) {
 	start, end := s.codec.IndexSpan(t.ID, idx.ID)
 	var total int64
-	for {
-		kvs, err := s.txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 1024})
-		if err != nil {
-			return 0, err
-		}
-		for _, kv := range kvs {
-			total += int64(len(kv.Key) + len(kv.Value))
-		}
-		if len(kvs) < 1024 {
-			return total, nil
-		}
-		start = append(append([]byte(nil), kvs[len(kvs)-1].Key...), 0)
-	}
+	err := kvcluster.ScanAll(ctx, s.txn, start, end, 1024, func(kv kvcluster.KeyValue) error {
+		total += int64(len(kv.Key) + len(kv.Value))
+		return nil
+	})
+	return total, err
 }
 
 // relationSize answers pg_table_size, pg_relation_size, pg_indexes_size
@@ -40,36 +32,32 @@ func (s *Session) relationSize(ctx context.Context, name string, oid int64) (val
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range tables {
-		for _, idx := range append([]catalog.Index{t.Primary}, t.Indexes...) {
-			if t.IndexOID(&idx) == oid && !idx.Building {
-				n, err := s.indexBytes(ctx, t, &idx)
-				return value.Int(n), err
-			}
+	t, idx := findRelation(tables, byOID(oid))
+	switch {
+	case t == nil:
+		return value.Null{}, nil
+	case idx != nil:
+		n, err := s.indexBytes(ctx, t, idx)
+		return value.Int(n), err
+	}
+	var total int64
+	if name != "pg_indexes_size" {
+		n, err := s.indexBytes(ctx, t, &t.Primary)
+		if err != nil {
+			return nil, err
 		}
-		if t.OID() != oid {
-			continue
-		}
-		var total int64
-		if name != "pg_indexes_size" {
-			n, err := s.indexBytes(ctx, t, &t.Primary)
+		total += n
+	}
+	if name == "pg_indexes_size" || name == "pg_total_relation_size" {
+		for _, ix := range t.Indexes {
+			n, err := s.indexBytes(ctx, t, &ix)
 			if err != nil {
 				return nil, err
 			}
 			total += n
 		}
-		if name == "pg_indexes_size" || name == "pg_total_relation_size" {
-			for _, idx := range t.Indexes {
-				n, err := s.indexBytes(ctx, t, &idx)
-				if err != nil {
-					return nil, err
-				}
-				total += n
-			}
-		}
-		return value.Int(total), nil
 	}
-	return value.Null{}, nil
+	return value.Int(total), nil
 }
 
 // databaseSize is pg_database_size of the connected database: every
