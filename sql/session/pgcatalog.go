@@ -21,9 +21,8 @@ import (
 // indexes.
 
 const (
-	oidPgCatalog = 11
-	oidPublic    = 2200
-	oidInfoSch   = 13000
+	oidPgCatalog = types.OIDNamespacePgCatalog
+	oidPublic    = types.OIDNamespacePublic
 	oidHeap      = 2
 	oidBtree     = 403
 	oidSuper     = 10 // the bootstrap superuser's role oid
@@ -64,26 +63,17 @@ func (s *Session) catalogView(name string) (*catalog.Table, error) {
 	switch short {
 	case "pg_namespace":
 		return virtual([]catalog.Column{col(1, "oid", types.OID), col(2, "nspname", types.Name), col(3, "nspowner", types.OID)},
-			func(_ context.Context, _ kvcluster.Txn, emit func([]value.Value) error) error {
-				for _, r := range [][]value.Value{
-					{value.Int(oidPgCatalog), value.Text("pg_catalog"), value.Int(oidSuper)},
-					{value.Int(oidPublic), value.Text("public"), value.Int(oidSuper)},
-					{value.Int(oidInfoSch), value.Text("information_schema"), value.Int(oidSuper)},
-				} {
-					if err := emit(r); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			emitRows(
+				[]value.Value{value.Int(oidPgCatalog), value.Text("pg_catalog"), value.Int(oidSuper)},
+				[]value.Value{value.Int(oidPublic), value.Text("public"), value.Int(oidSuper)},
+				[]value.Value{value.Int(types.OIDNamespaceInfoSch), value.Text("information_schema"), value.Int(oidSuper)},
+			))
 	case "pg_am":
 		return virtual([]catalog.Column{col(1, "oid", types.OID), col(2, "amname", types.Name), col(3, "amtype", types.Char)},
-			func(_ context.Context, _ kvcluster.Txn, emit func([]value.Value) error) error {
-				if err := emit([]value.Value{value.Int(oidHeap), value.Text("heap"), value.Text("t")}); err != nil {
-					return err
-				}
-				return emit([]value.Value{value.Int(oidBtree), value.Text("btree"), value.Text("i")})
-			})
+			emitRows(
+				[]value.Value{value.Int(oidHeap), value.Text("heap"), value.Text("t")},
+				[]value.Value{value.Int(oidBtree), value.Text("btree"), value.Text("i")},
+			))
 	case "pg_class":
 		return virtual([]catalog.Column{col(1, "oid", types.OID), col(2, "relname", types.Name), col(3, "relnamespace", types.OID), col(4, "relkind", types.Char),
 			col(5, "relowner", types.OID), col(6, "relam", types.OID), col(7, "relhasindex", b), col(8, "relpersistence", types.Char), col(9, "relnatts", types.Int2),
