@@ -34,6 +34,17 @@ var (
 	// commit can hold. Final for this transaction; split the work.
 	ErrTxnTooLarge = errors.New("kvcluster: transaction too large")
 
+	// ErrCrossShard: the transaction wrote to keys of more than one shard
+	// of a replicated store, which cannot yet commit them atomically.
+	// Nothing was applied. Final for this transaction.
+	ErrCrossShard = errors.New("kvcluster: transaction writes to more than one shard; cross-shard transactions are not supported yet")
+
+	// ErrCommitUnknown: a replicated store handed the commit to a shard's
+	// leader and then could not learn whether it was applied (the shard
+	// lost its quorum for longer than the store waits). It is the one
+	// error after which the transaction may have committed. Final.
+	ErrCommitUnknown = errors.New("kvcluster: commit outcome unknown")
+
 	// ErrInvalidArgument: an empty or oversized key, an oversized value, a
 	// non-positive scan limit or an inverted range. A bug in the caller.
 	ErrInvalidArgument = errors.New("kvcluster: invalid argument")

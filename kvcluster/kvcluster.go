@@ -124,7 +124,9 @@ type Txn interface {
 	// If ctx ends before the commit was handed to storage, Commit returns
 	// ctx's error and nothing is applied; once handed over, Commit waits for
 	// the outcome, so a nil error always means committed and any error
-	// means not committed.
+	// but ErrCommitUnknown means not committed. ErrCommitUnknown is
+	// returned only by a replicated store that lost contact with the
+	// shard for longer than it waits.
 	Commit(ctx context.Context) error
 
 	// Rollback discards the transaction. It is safe to call after Commit

@@ -1,0 +1,508 @@
+package raft
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/btree"
+
+	"github.com/shaledb/shaledb/kvcluster"
+)
+
+// txnBytesMax bounds the writes of one transaction: they travel as one
+// raft entry.
+const txnBytesMax = 16 << 20
+
+// commitOutcomeWait bounds how long a commit whose leader failed waits to
+// learn the outcome before returning kvcluster.ErrCommitUnknown.
+const commitOutcomeWait = 30 * time.Second
+
+// KV is the kvcluster.KvCluster a node serves: it reaches every shard of
+// the cluster, whichever node leads it.
+type KV struct {
+	n *Node
+
+	closeMu sync.RWMutex // held shared by commits being handed over
+	closed  bool
+}
+
+var _ kvcluster.KvCluster = (*KV)(nil)
+
+// KV returns the node's KvCluster. Closing it does not stop the node.
+func (n *Node) KV() *KV { return &KV{n: n} }
+
+func (kv *KV) isClosed() bool {
+	kv.closeMu.RLock()
+	defer kv.closeMu.RUnlock()
+	return kv.closed
+}
+
+// Begin starts a transaction at a fresh timestamp from the oracle.
+func (kv *KV) Begin(ctx context.Context, opts kvcluster.TxnOptions) (kvcluster.Txn, error) {
+	if kv.isClosed() {
+		return nil, kvcluster.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ts, err := kv.n.timestamp(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &txn{kv: kv, startTs: ts, readOnly: opts.ReadOnly}, nil
+}
+
+// Close fails later operations with ErrClosed, after commits already
+// handed to a leader have their outcome.
+func (kv *KV) Close() error {
+	kv.closeMu.Lock()
+	kv.closed = true
+	kv.closeMu.Unlock()
+	return nil
+}
+
+type txn struct {
+	kv       *KV
+	startTs  uint64
+	readOnly bool
+	done     bool
+	writes   *btree.BTreeG[*mutation]
+	bytes    int
+}
+
+func mutationLess(a, b *mutation) bool { return bytes.Compare(a.Key, b.Key) < 0 }
+
+func (t *txn) check() error {
+	if t.done {
+		return kvcluster.ErrTxnDone
+	}
+	if t.kv.isClosed() {
+		return kvcluster.ErrClosed
+	}
+	return nil
+}
+
+func (t *txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if err := kvcluster.CheckKey(key); err != nil {
+		return nil, false, err
+	}
+	if err := t.check(); err != nil {
+		return nil, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	if t.writes != nil {
+		if w, ok := t.writes.Get(&mutation{Key: key}); ok {
+			if w.Delete {
+				return nil, false, nil
+			}
+			return bytes.Clone(w.Value), true, nil
+		}
+	}
+	n := t.kv.n
+	for {
+		d, err := n.shards.lookup(ctx, key)
+		if err != nil {
+			return nil, false, err
+		}
+		a := &ReadArgs{Shard: d.ID, Ts: t.startTs, Key: key}
+		var reply ReadReply
+		if err := n.onLeader(ctx, d, "Read", a, &reply, func() { reply = n.serveRead(ctx, a) }); err != nil {
+			return nil, false, err
+		}
+		switch reply.Status {
+		case StatusOK:
+			return reply.Value, reply.Found, nil
+		case StatusWrongShard:
+			continue
+		}
+		return nil, false, fmt.Errorf("raft: read shard %d: %s", d.ID, reply.Err)
+	}
+}
+
+func (t *txn) Scan(ctx context.Context, start, end []byte, opts kvcluster.ScanOptions) ([]kvcluster.KeyValue, error) {
+	if err := kvcluster.CheckScan(start, end, opts); err != nil {
+		return nil, err
+	}
+	if err := t.check(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []kvcluster.KeyValue
+	lo, hi := start, end
+	for len(out) < opts.Limit {
+		need := opts.Limit - len(out)
+		page, err := t.scanStored(ctx, lo, hi, need, opts.Reverse)
+		if err != nil {
+			return nil, err
+		}
+		// The page is complete up to its last key; the transaction's own
+		// writes are merged in up to there.
+		truncated := len(page) == need
+		var bound []byte
+		if truncated {
+			bound = page[len(page)-1].Key
+		}
+		merged := t.overlay(page, lo, hi, bound, opts.Reverse)
+		if len(merged) > need {
+			merged = merged[:need]
+		}
+		out = append(out, merged...)
+		if !truncated {
+			break
+		}
+		if opts.Reverse {
+			hi = bound
+		} else {
+			lo = append(bytes.Clone(bound), 0)
+		}
+		if hi != nil && bytes.Compare(lo, hi) >= 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// overlay merges the transaction's writes in [lo, hi), up to bound
+// (inclusive; nil: no bound), into a page of stored entries in scan order.
+func (t *txn) overlay(page []kvcluster.KeyValue, lo, hi, bound []byte, reverse bool) []kvcluster.KeyValue {
+	if t.writes == nil || t.writes.Len() == 0 {
+		return page
+	}
+	var own []*mutation
+	visit := func(w *mutation) bool {
+		if bound != nil && ((!reverse && bytes.Compare(w.Key, bound) > 0) || (reverse && bytes.Compare(w.Key, bound) < 0)) {
+			return false
+		}
+		own = append(own, w)
+		return true
+	}
+	if reverse {
+		if hi == nil {
+			t.writes.Descend(func(w *mutation) bool {
+				if bytes.Compare(w.Key, lo) < 0 {
+					return false
+				}
+				return visit(w)
+			})
+		} else {
+			t.writes.DescendLessOrEqual(&mutation{Key: hi}, func(w *mutation) bool {
+				if bytes.Equal(w.Key, hi) {
+					return true
+				}
+				if bytes.Compare(w.Key, lo) < 0 {
+					return false
+				}
+				return visit(w)
+			})
+		}
+	} else {
+		t.writes.AscendGreaterOrEqual(&mutation{Key: lo}, func(w *mutation) bool {
+			if hi != nil && bytes.Compare(w.Key, hi) >= 0 {
+				return false
+			}
+			return visit(w)
+		})
+	}
+	if len(own) == 0 {
+		return page
+	}
+	before := func(a, b []byte) bool {
+		if reverse {
+			return bytes.Compare(a, b) > 0
+		}
+		return bytes.Compare(a, b) < 0
+	}
+	out := make([]kvcluster.KeyValue, 0, len(page)+len(own))
+	i, j := 0, 0
+	for i < len(page) || j < len(own) {
+		if j == len(own) || (i < len(page) && before(page[i].Key, own[j].Key)) {
+			out = append(out, page[i])
+			i++
+			continue
+		}
+		w := own[j]
+		j++
+		if i < len(page) && bytes.Equal(page[i].Key, w.Key) {
+			i++
+		}
+		if !w.Delete {
+			out = append(out, kvcluster.KeyValue{Key: bytes.Clone(w.Key), Value: bytes.Clone(w.Value)})
+		}
+	}
+	return out
+}
+
+// scanStored reads up to limit stored entries of [lo, hi) at the
+// transaction's snapshot, shard after shard.
+func (t *txn) scanStored(ctx context.Context, lo, hi []byte, limit int, reverse bool) ([]kvcluster.KeyValue, error) {
+	n := t.kv.n
+	var out []kvcluster.KeyValue
+	for len(out) < limit {
+		var d shardDesc
+		var err error
+		if reverse {
+			d, err = n.shards.lookupBefore(ctx, hi)
+		} else {
+			d, err = n.shards.lookup(ctx, lo)
+		}
+		if err != nil {
+			return nil, err
+		}
+		a := &ReadArgs{Shard: d.ID, Ts: t.startTs, Scan: true, Limit: limit - len(out), Reverse: reverse,
+			Start: lo, End: hi}
+		if bytes.Compare(a.Start, d.Start) < 0 {
+			a.Start = d.Start
+		}
+		if d.End != nil && (a.End == nil || bytes.Compare(a.End, d.End) > 0) {
+			a.End = d.End
+		}
+		var reply ReadReply
+		if err := n.onLeader(ctx, d, "Read", a, &reply, func() { reply = n.serveRead(ctx, a) }); err != nil {
+			return nil, err
+		}
+		switch reply.Status {
+		case StatusOK:
+		case StatusWrongShard:
+			continue
+		default:
+			return nil, fmt.Errorf("raft: scan shard %d: %s", d.ID, reply.Err)
+		}
+		out = append(out, reply.KVs...)
+		if reverse {
+			if bytes.Compare(d.Start, lo) <= 0 {
+				break
+			}
+			hi = d.Start
+		} else {
+			if d.End == nil || (hi != nil && bytes.Compare(d.End, hi) >= 0) {
+				break
+			}
+			lo = d.End
+		}
+	}
+	return out, nil
+}
+
+func (t *txn) Put(ctx context.Context, key, value []byte) error {
+	if err := kvcluster.CheckKey(key); err != nil {
+		return err
+	}
+	if err := kvcluster.CheckValue(value); err != nil {
+		return err
+	}
+	return t.write(ctx, &mutation{Key: bytes.Clone(key), Value: bytes.Clone(value)})
+}
+
+func (t *txn) Delete(ctx context.Context, key []byte) error {
+	if err := kvcluster.CheckKey(key); err != nil {
+		return err
+	}
+	return t.write(ctx, &mutation{Key: bytes.Clone(key), Delete: true})
+}
+
+func (t *txn) write(ctx context.Context, m *mutation) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	if t.readOnly {
+		return kvcluster.ErrReadOnly
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if t.writes == nil {
+		t.writes = btree.NewG(16, mutationLess)
+	}
+	size := len(m.Key) + len(m.Value) + 16
+	if old, ok := t.writes.Get(m); ok {
+		size -= len(old.Key) + len(old.Value) + 16
+	}
+	if t.bytes+size > txnBytesMax {
+		return fmt.Errorf("%w: %d bytes of writes exceed %d", kvcluster.ErrTxnTooLarge, t.bytes+size, txnBytesMax)
+	}
+	t.bytes += size
+	t.writes.ReplaceOrInsert(m)
+	return nil
+}
+
+func (t *txn) Rollback() { t.done = true }
+
+func (t *txn) Commit(ctx context.Context) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	t.done = true
+	if t.readOnly || t.writes == nil || t.writes.Len() == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	kv := t.kv
+	kv.closeMu.RLock()
+	defer kv.closeMu.RUnlock()
+	if kv.closed {
+		return kvcluster.ErrClosed
+	}
+	writes := make([]mutation, 0, t.writes.Len())
+	t.writes.Ascend(func(w *mutation) bool {
+		writes = append(writes, *w)
+		return true
+	})
+	n := kv.n
+	for {
+		d, err := n.shards.lookup(ctx, writes[0].Key)
+		if err != nil {
+			return err
+		}
+		for _, w := range writes[1:] {
+			if !d.contains(w.Key) {
+				return fmt.Errorf("%w: keys %q and %q", kvcluster.ErrCrossShard, writes[0].Key, w.Key)
+			}
+		}
+		commitTs, err := n.timestamp(ctx)
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		a := &CommitArgs{Shard: d.ID, StartTs: t.startTs, CommitTs: commitTs, Writes: writes}
+		// Handed over: the outcome is waited for whatever ctx does.
+		octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitOutcomeWait)
+		var reply CommitReply
+		err = n.onLeader(octx, d, "Commit", a, &reply, func() { reply = n.serveCommit(octx, a) })
+		if err == nil && reply.Status == StatusAmbiguous {
+			err = t.learnOutcome(octx, d, commitTs, writes[0].Key)
+		} else if err == nil {
+			switch reply.Status {
+			case StatusOK:
+			case StatusConflict:
+				err = kvcluster.ErrWriteConflict
+			case StatusRetryTs, StatusWrongShard:
+				cancel()
+				continue
+			default:
+				err = fmt.Errorf("raft: commit to shard %d: %s", d.ID, reply.Err)
+			}
+		} else if !errors.Is(err, kvcluster.ErrClosed) {
+			err = fmt.Errorf("%w: %w", kvcluster.ErrCommitUnknown, err)
+		}
+		cancel()
+		return err
+	}
+}
+
+// learnOutcome finds out whether a commit whose leader failed was applied,
+// asking the shard's (new) leader; the answer is final.
+func (t *txn) learnOutcome(ctx context.Context, d shardDesc, commitTs uint64, key []byte) error {
+	n := t.kv.n
+	a := &CommitStatusArgs{Shard: d.ID, CommitTs: commitTs, Key: key}
+	var reply CommitStatusReply
+	if err := n.onLeader(ctx, d, "CommitStatus", a, &reply, func() { reply = n.serveCommitStatus(ctx, a) }); err != nil {
+		return fmt.Errorf("%w: %w", kvcluster.ErrCommitUnknown, err)
+	}
+	switch {
+	case reply.Status != StatusOK:
+		return fmt.Errorf("%w: %s", kvcluster.ErrCommitUnknown, reply.Err)
+	case reply.Committed:
+		return nil
+	}
+	return fmt.Errorf("%w: the shard's leader changed during commit; nothing was applied", kvcluster.ErrWriteConflict)
+}
+
+// onLeader sends a request to the leader of shard d, following the
+// replicas' hints: local calls run serveLocal, others go over the peer
+// connection. It returns once a replica answered with a status other than
+// not-leader or no-replica, or with ctx's error. A request to a remote
+// peer that may have been delivered and got no answer is reported as
+// StatusAmbiguous for a Commit.
+func (n *Node) onLeader(ctx context.Context, d shardDesc, method string, args any, reply shardReply, serveLocal func()) error {
+	target := n.shards.leader(d.ID)
+	if target == 0 && len(d.Replicas) > 0 {
+		target = d.Replicas[0]
+	}
+	backoff := time.Millisecond
+	for {
+		var err error
+		var sent bool
+		if target == n.id {
+			serveLocal()
+		} else {
+			var p *peer
+			if p, err = n.transport.peerFor(target); err == nil {
+				sent, err = p.call(ctx, method, args, reply)
+			}
+		}
+		if err != nil && sent && method == "Commit" && ctx.Err() == nil {
+			// The leader may have proposed it: learn the outcome instead.
+			if cr, ok := reply.(*CommitReply); ok {
+				*cr = CommitReply{Status: StatusAmbiguous, Err: err.Error()}
+				return nil
+			}
+		}
+		if err == nil {
+			st, l := reply.result()
+			switch st {
+			case StatusNotLeader:
+				if l != 0 && l != target {
+					target = l
+					n.shards.setLeader(d.ID, l)
+					continue
+				} else if l == target {
+					break // a new leader not ready yet: ask it again
+				}
+				target = nextReplica(d, target)
+			case StatusNoReplica:
+				target = nextReplica(d, target)
+			default:
+				n.shards.setLeader(d.ID, target)
+				return nil
+			}
+		} else {
+			if errors.Is(err, kvcluster.ErrClosed) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			n.forgetAddr(target)
+			target = nextReplica(d, target)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return fmt.Errorf("raft: shard %d has no reachable leader: %w", d.ID, ctx.Err())
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+	}
+}
+
+func nextReplica(d shardDesc, cur uint64) uint64 {
+	for i, id := range d.Replicas {
+		if id == cur {
+			return d.Replicas[(i+1)%len(d.Replicas)]
+		}
+	}
+	if len(d.Replicas) == 0 {
+		return 0
+	}
+	return d.Replicas[0]
+}
+
+// shardReply is a reply from a shard's replica.
+type shardReply interface {
+	result() (status Status, leader uint64)
+}
+
+func (r *ReadReply) result() (Status, uint64)         { return r.Status, r.Leader }
+func (r *CommitReply) result() (Status, uint64)       { return r.Status, r.Leader }
+func (r *CommitStatusReply) result() (Status, uint64) { return r.Status, r.Leader }

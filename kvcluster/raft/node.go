@@ -1,0 +1,518 @@
+// Package raft is the replicated, multi-shard KvCluster: the key space is
+// split into shards (key ranges), each replicated by an etcd-raft group of
+// its own across distinct nodes, with the cluster's metadata — node
+// registry, shard map, timestamp oracle — in a real etcd.
+//
+// A Node is one server process's part of the cluster: the raft groups of
+// the shards it holds replicas of, their logs (replication/raftlog) and
+// their data (one managed-mode Badger of MVCC versions), a peer listener
+// for raft messages and requests from other nodes, and a KvCluster (KV)
+// that reaches every shard from here.
+//
+// Transactions take snapshot and commit timestamps from the timestamp
+// oracle (replication/tso). A commit goes to the leader of the one shard
+// it writes, which proposes it to the shard's log; applying the entry
+// checks first-committer-wins deterministically on every replica. A
+// transaction that writes to more than one shard is refused with
+// kvcluster.ErrCrossShard. RFC 0013 describes the design.
+package raft
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	etcdraft "go.etcd.io/etcd/raft/v3"
+	"go.etcd.io/etcd/raft/v3/raftpb"
+
+	"github.com/shaledb/shaledb/replication/raftlog"
+	"github.com/shaledb/shaledb/replication/registry"
+	"github.com/shaledb/shaledb/replication/tso"
+)
+
+// Options configure a Node.
+type Options struct {
+	// DataDir holds the node's id, raft logs and data. Required unless
+	// InMemory.
+	DataDir  string
+	InMemory bool
+	// PeerListen is the address other nodes reach this one at
+	// (host:port; port 0 picks a free one).
+	PeerListen string
+	// Addr is the SQL address advertised in the registry.
+	Addr   string
+	Region string
+	// CapacityBytes is advertised in the registry.
+	CapacityBytes int64
+	// Etcd is the cluster metadata store; the node does not close it.
+	Etcd *clientv3.Client
+	// Cluster names the cluster in etcd. Default "default".
+	Cluster string
+	// ReplicationFactor is the number of replicas per shard. Default 3.
+	ReplicationFactor int
+	// TickInterval is raft's tick; ElectionTicks ticks without a leader
+	// start an election. Defaults 10 ms and 50.
+	TickInterval  time.Duration
+	ElectionTicks int
+	// LeaseTTL is how long the registry takes to notice a dead node.
+	// Default 2 s.
+	LeaseTTL time.Duration
+	Logger   *slog.Logger
+}
+
+func (o *Options) defaults() error {
+	if o.DataDir == "" && !o.InMemory {
+		return errors.New("raft: a data directory is required")
+	}
+	if o.Etcd == nil {
+		return errors.New("raft: an etcd client is required")
+	}
+	if o.PeerListen == "" {
+		o.PeerListen = "127.0.0.1:0"
+	}
+	if o.Cluster == "" {
+		o.Cluster = "default"
+	}
+	if o.ReplicationFactor == 0 {
+		o.ReplicationFactor = 3
+	}
+	if o.TickInterval == 0 {
+		o.TickInterval = 10 * time.Millisecond
+	}
+	if o.ElectionTicks == 0 {
+		o.ElectionTicks = 50
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Node is one member of a cluster.
+type Node struct {
+	opts Options
+	id   uint64
+	log  *slog.Logger
+
+	logs      *raftlog.Store
+	sm        *stateMachine
+	transport *transport
+	reg       *registry.Registry
+	member    *registry.Membership
+	oracle    *tso.Oracle
+	shards    *shardMap
+
+	stopCtx context.Context
+	stop    context.CancelFunc
+	wakeC   chan struct{}
+	loopWg  sync.WaitGroup
+
+	mu       sync.Mutex
+	replicas map[uint64]*replica
+	addrs    map[uint64]string // peer addresses by node id
+	failed   error             // the raft loop's fatal error
+}
+
+// Start opens the node's stores, joins the cluster named in etcd
+// (bootstrapping it if it is the first node) and starts serving peers.
+func Start(ctx context.Context, opts Options) (*Node, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	n := &Node{opts: opts, log: opts.Logger, wakeC: make(chan struct{}, 1),
+		replicas: make(map[uint64]*replica), addrs: make(map[uint64]string)}
+	n.stopCtx, n.stop = context.WithCancel(context.Background())
+	n.reg = registry.New(opts.Etcd, opts.Cluster)
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close()
+		}
+	}()
+	var err error
+	if n.id, err = n.loadID(ctx); err != nil {
+		return nil, err
+	}
+	n.log = n.log.With("node", n.id)
+	logDir, smDir := "", ""
+	if !opts.InMemory {
+		logDir, smDir = filepath.Join(opts.DataDir, "raft"), filepath.Join(opts.DataDir, "state")
+	}
+	if n.logs, err = raftlog.Open(raftlog.Options{Dir: logDir, InMemory: opts.InMemory}); err != nil {
+		return nil, err
+	}
+	if n.sm, err = openStateMachine(smDir, opts.InMemory); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.PeerListen)
+	if err != nil {
+		return nil, fmt.Errorf("raft: peer listener: %w", err)
+	}
+	if n.transport, err = newTransport(n, ln); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	rec := registry.Node{ID: n.id, Addr: opts.Addr, PeerAddr: ln.Addr().String(),
+		Region: opts.Region, CapacityBytes: opts.CapacityBytes}
+	if n.member, err = n.reg.Register(n.stopCtx, rec, opts.LeaseTTL); err != nil {
+		return nil, err
+	}
+	n.oracle = tso.Start(opts.Etcd, opts.Cluster, n.id)
+	n.loopWg.Add(1)
+	go n.run()
+	if n.shards, err = startShardMap(ctx, n); err != nil {
+		return nil, err
+	}
+	ok = true
+	return n, nil
+}
+
+// ID is the node's id in the cluster.
+func (n *Node) ID() uint64 { return n.id }
+
+// PeerAddr is the address the node's peer listener is bound to.
+func (n *Node) PeerAddr() string { return n.transport.ln.Addr().String() }
+
+// loadID returns the node id stored in the data directory, allocating
+// and storing one on first start.
+func (n *Node) loadID(ctx context.Context) (uint64, error) {
+	if n.opts.InMemory {
+		return n.reg.AllocateID(ctx)
+	}
+	if err := os.MkdirAll(n.opts.DataDir, 0o750); err != nil {
+		return 0, fmt.Errorf("raft: data directory: %w", err)
+	}
+	path := filepath.Join(n.opts.DataDir, "node-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("raft: %s: %w", path, err)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("raft: read node id: %w", err)
+	}
+	id, err := n.reg.AllocateID(ctx)
+	if err != nil {
+		return 0, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(id, 10)+"\n"), 0o640); err != nil {
+		return 0, fmt.Errorf("raft: write node id: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return 0, fmt.Errorf("raft: write node id: %w", err)
+	}
+	return id, nil
+}
+
+// Close stops the node: it leaves the registry, stops its raft groups and
+// closes its stores. Calling it more than once is harmless.
+func (n *Node) Close() error {
+	if n.stop == nil {
+		return nil
+	}
+	n.stop()
+	if n.shards != nil {
+		n.shards.close()
+	}
+	if n.oracle != nil {
+		n.oracle.Close()
+	}
+	n.loopWg.Wait()
+	if n.transport != nil {
+		n.transport.close()
+	}
+	var errs []error
+	if n.member != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		errs = append(errs, n.member.Close(ctx, true))
+		cancel()
+		n.member = nil
+	}
+	if n.sm != nil {
+		errs = append(errs, n.sm.close())
+		n.sm = nil
+	}
+	if n.logs != nil {
+		errs = append(errs, n.logs.Close())
+		n.logs = nil
+	}
+	return errors.Join(errs...)
+}
+
+// wake tells the raft loop there may be work.
+func (n *Node) wake() {
+	select {
+	case n.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) replica(shard uint64) *replica {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.replicas[shard]
+}
+
+func (n *Node) replicaList() []*replica {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]*replica, 0, len(n.replicas))
+	for _, r := range n.replicas {
+		out = append(out, r)
+	}
+	return out
+}
+
+// ensureReplica starts this node's replica of a shard the map says it
+// holds, bootstrapping the group with its initial members.
+func (n *Node) ensureReplica(desc shardDesc) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if r := n.replicas[desc.ID]; r != nil {
+		r.mu.Lock()
+		r.desc = desc
+		r.mu.Unlock()
+		return nil
+	}
+	r, err := newReplica(n, desc, desc.Replicas)
+	if err != nil {
+		return err
+	}
+	n.replicas[desc.ID] = r
+	n.wake()
+	return nil
+}
+
+// step hands a raft message from a peer to its group.
+func (n *Node) step(shard uint64, m raftpb.Message) {
+	r := n.replica(shard)
+	if r == nil {
+		return // the shard map has not reached this node yet: raft retries
+	}
+	r.mu.Lock()
+	err := r.rn.Step(m)
+	r.mu.Unlock()
+	if err == nil {
+		n.wake()
+	}
+}
+
+func (n *Node) reportUnreachable(shard, to uint64) {
+	if r := n.replica(shard); r != nil {
+		r.mu.Lock()
+		r.rn.ReportUnreachable(to)
+		r.mu.Unlock()
+	}
+}
+
+// peerAddr returns node id's peer address, from the registry.
+func (n *Node) peerAddr(id uint64) (string, error) {
+	n.mu.Lock()
+	addr, ok := n.addrs[id]
+	n.mu.Unlock()
+	if ok {
+		return addr, nil
+	}
+	ctx, cancel := context.WithTimeout(n.stopCtx, 2*time.Second)
+	defer cancel()
+	nodes, err := n.reg.Nodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, nd := range nodes {
+		n.addrs[nd.ID] = nd.PeerAddr
+	}
+	if addr, ok = n.addrs[id]; !ok {
+		return "", fmt.Errorf("raft: node %d is not registered", id)
+	}
+	return addr, nil
+}
+
+// forgetAddr drops a cached peer address, after a failed dial: a
+// restarted node may listen elsewhere.
+func (n *Node) forgetAddr(id uint64) {
+	n.mu.Lock()
+	delete(n.addrs, id)
+	n.mu.Unlock()
+}
+
+// timestamp returns a fresh timestamp from the cluster's oracle.
+func (n *Node) timestamp(ctx context.Context) (uint64, error) {
+	for {
+		ts, err := n.oracle.Allocate(ctx, 1)
+		if err == nil {
+			return ts, nil
+		}
+		if !errors.Is(err, tso.ErrNotLeader) {
+			return 0, err
+		}
+		leader, err := tso.Leader(ctx, n.opts.Etcd, n.opts.Cluster)
+		if err == nil && leader != n.id {
+			var p *peer
+			if p, err = n.transport.peerFor(leader); err == nil {
+				var reply TimestampReply
+				if _, err = p.call(ctx, "Timestamp", &TimestampArgs{N: 1}, &reply); err == nil && reply.Status == StatusOK {
+					return reply.First, nil
+				}
+			}
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, fmt.Errorf("raft: no timestamp oracle: %w (last error: %v)", ctx.Err(), err)
+		}
+	}
+}
+
+// run is the node's raft loop: it ticks every group, persists what their
+// Readys ask in one synced write, sends their messages and applies their
+// committed entries.
+func (n *Node) run() {
+	defer n.loopWg.Done()
+	ticker := time.NewTicker(n.opts.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-n.stopCtx.Done():
+			return
+		case <-ticker.C:
+			for _, r := range n.replicaList() {
+				r.mu.Lock()
+				r.rn.Tick()
+				r.mu.Unlock()
+			}
+		case <-n.wakeC:
+		}
+		if err := n.handleReady(); err != nil {
+			n.mu.Lock()
+			n.failed = err
+			n.mu.Unlock()
+			n.log.Error("raft loop failed; the node stops replicating", "err", err)
+			return
+		}
+	}
+}
+
+type pendingReady struct {
+	r  *replica
+	rd etcdraft.Ready
+}
+
+func (n *Node) handleReady() error {
+	var batch []pendingReady
+	var updates []raftlog.Update
+	for _, r := range n.replicaList() {
+		r.mu.Lock()
+		if !r.rn.HasReady() {
+			r.mu.Unlock()
+			continue
+		}
+		rd := r.rn.Ready()
+		if rd.SoftState != nil {
+			r.onSoftStateLocked(rd.SoftState)
+		}
+		for _, rs := range rd.ReadStates {
+			if len(rs.RequestCtx) == 8 {
+				id := binary.BigEndian.Uint64(rs.RequestCtx)
+				if ch := r.reads[id]; ch != nil {
+					ch <- rs.Index
+					delete(r.reads, id)
+				}
+			}
+		}
+		r.mu.Unlock()
+		batch = append(batch, pendingReady{r, rd})
+		if !etcdraft.IsEmptyHardState(rd.HardState) || len(rd.Entries) > 0 || !etcdraft.IsEmptySnap(rd.Snapshot) {
+			updates = append(updates, raftlog.Update{Log: r.log, HardState: rd.HardState, Entries: rd.Entries, Snapshot: rd.Snapshot})
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	if len(updates) > 0 {
+		if err := n.logs.Write(n.stopCtx, updates); err != nil {
+			if n.stopCtx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("raft: persist: %w", err)
+		}
+	}
+	for _, p := range batch {
+		n.transport.send(p.r.id, p.rd.Messages)
+	}
+	for _, p := range batch {
+		if err := p.r.apply(p.rd.CommittedEntries); err != nil {
+			return err
+		}
+		p.r.mu.Lock()
+		p.r.rn.Advance(p.rd)
+		more := p.r.rn.HasReady()
+		p.r.mu.Unlock()
+		if more {
+			n.wake()
+		}
+	}
+	return nil
+}
+
+// ShardStatus is what a node knows of one shard it holds a replica of.
+type ShardStatus struct {
+	ID       uint64
+	Start    []byte
+	End      []byte // nil: the end of the key space
+	Replicas []uint64
+	Leader   uint64 // 0: none known
+	Applied  uint64 // the last log index this replica applied
+}
+
+// Shards reports the shards this node holds replicas of, by id.
+func (n *Node) Shards() []ShardStatus {
+	var out []ShardStatus
+	for _, r := range n.replicaList() {
+		r.mu.Lock()
+		out = append(out, ShardStatus{ID: r.id, Start: r.desc.Start, End: r.desc.End,
+			Replicas: r.desc.Replicas, Leader: r.leader, Applied: r.applied})
+		r.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b ShardStatus) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// TransferLeadership asks this node's replica of shard, if it leads, to
+// hand leadership to node to. It returns at once; raft completes the
+// transfer within an election timeout, or abandons it.
+func (n *Node) TransferLeadership(shard, to uint64) error {
+	r := n.replica(shard)
+	if r == nil {
+		return errNoReplica
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.isLeader {
+		return &notLeaderError{leader: r.leader}
+	}
+	r.rn.TransferLeader(to)
+	n.wake()
+	return nil
+}

@@ -1,0 +1,378 @@
+package raft
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	etcdraft "go.etcd.io/etcd/raft/v3"
+	"go.etcd.io/etcd/raft/v3/raftpb"
+
+	"github.com/shaledb/shaledb/replication/raftlog"
+)
+
+// replica is this node's member of one shard's raft group.
+//
+// # How a read stays linearizable
+//
+// Reads are served by the leader at a snapshot timestamp ts from the
+// oracle. Before reading, the leader resolves ts:
+//
+//  1. It raises its read floor (maxReadTs) to ts. It never proposes a
+//     commit at or below the floor (the committer takes a new timestamp),
+//     so no commit at or below ts can land after this read.
+//  2. It waits for its own in-flight proposals at or below ts to be applied.
+//  3. It asks raft for a read index (lease-based: the leader confirms it
+//     still holds its lease, as CheckQuorum keeps it) and waits until it has
+//     applied that index, so every commit acknowledged by any earlier
+//     leader is in its state.
+//
+// A new leader starts its floor at a fresh oracle timestamp, taken after
+// it won, which is above every timestamp an earlier leader served a read
+// at: an earlier leader serves reads only while its lease holds, and no
+// new leader is elected before that lease ends.
+type replica struct {
+	n   *Node
+	id  uint64
+	log *raftlog.Log
+
+	mu        sync.Mutex
+	desc      shardDesc
+	rn        *etcdraft.RawNode
+	term      uint64
+	leader    uint64
+	isLeader  bool
+	floorSet  bool   // a leader serves only once its read floor is set
+	maxReadTs uint64 // the read floor
+	nextID    uint64
+	props     map[uint64]*proposal
+	reads     map[uint64]chan uint64
+	applied   uint64
+	appliedC  chan struct{} // closed and replaced whenever applied grows
+}
+
+// proposal is a commit this leader proposed and has not seen applied.
+type proposal struct {
+	commitTs uint64
+	done     chan proposalResult // buffered: the apply loop never blocks
+	finished chan struct{}       // closed when done is filled
+}
+
+type proposalResult struct {
+	outcome outcome
+	err     error
+}
+
+func (p *proposal) finish(res proposalResult) {
+	p.done <- res
+	close(p.finished)
+}
+
+func newReplica(n *Node, desc shardDesc, peers []uint64) (*replica, error) {
+	log, err := n.logs.Log(desc.ID)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := log.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	cfg := &etcdraft.Config{
+		ID:                        n.id,
+		ElectionTick:              n.opts.ElectionTicks,
+		HeartbeatTick:             1,
+		Storage:                   log,
+		Applied:                   snap.Metadata.Index,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  64 << 20,
+		MaxUncommittedEntriesSize: 1 << 30,
+		MaxInflightMsgs:           256,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            etcdraft.ReadOnlyLeaseBased,
+		Logger:                    raftLogger{n.log},
+	}
+	rn, err := etcdraft.NewRawNode(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("raft: shard %d: %w", desc.ID, err)
+	}
+	last, err := log.LastIndex()
+	if err != nil {
+		return nil, err
+	}
+	if last == 0 && len(peers) > 0 {
+		ps := make([]etcdraft.Peer, len(peers))
+		for i, id := range peers {
+			ps[i] = etcdraft.Peer{ID: id}
+		}
+		if err := rn.Bootstrap(ps); err != nil {
+			return nil, fmt.Errorf("raft: bootstrap shard %d: %w", desc.ID, err)
+		}
+	}
+	return &replica{
+		n: n, id: desc.ID, log: log, desc: desc, rn: rn,
+		applied:  snap.Metadata.Index,
+		props:    make(map[uint64]*proposal),
+		reads:    make(map[uint64]chan uint64),
+		appliedC: make(chan struct{}),
+	}, nil
+}
+
+// leaderCheckLocked returns nil if this replica may serve as leader now.
+func (r *replica) leaderCheckLocked() error {
+	if !r.isLeader {
+		return &notLeaderError{leader: r.leader}
+	}
+	if !r.floorSet {
+		return &notLeaderError{leader: r.n.id} // not ready yet: the caller retries here
+	}
+	return nil
+}
+
+// resolve makes this leader's state complete for reads as of ts (see the
+// type's comment).
+func (r *replica) resolve(ctx context.Context, ts uint64) error {
+	r.mu.Lock()
+	if err := r.leaderCheckLocked(); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	r.maxReadTs = max(r.maxReadTs, ts)
+	var waits []chan struct{}
+	for _, p := range r.props {
+		if p.commitTs <= ts {
+			waits = append(waits, p.finished)
+		}
+	}
+	r.nextID++
+	id := r.nextID
+	ch := make(chan uint64, 1)
+	r.reads[id] = ch
+	r.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
+	r.mu.Unlock()
+	r.n.wake()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			r.dropRead(id)
+			return ctx.Err()
+		}
+	}
+	var index uint64
+	select {
+	case i, ok := <-ch:
+		if !ok {
+			return &notLeaderError{}
+		}
+		index = i
+	case <-ctx.Done():
+		r.dropRead(id)
+		return ctx.Err()
+	}
+	return r.waitApplied(ctx, index)
+}
+
+func (r *replica) dropRead(id uint64) {
+	r.mu.Lock()
+	delete(r.reads, id)
+	r.mu.Unlock()
+}
+
+func (r *replica) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		r.mu.Lock()
+		if r.applied >= index {
+			r.mu.Unlock()
+			return nil
+		}
+		c := r.appliedC
+		r.mu.Unlock()
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// inSpan reports whether key lies in the shard's span.
+func (r *replica) inSpanLocked(key []byte) bool {
+	return bytes.Compare(key, r.desc.Start) >= 0 && (r.desc.End == nil || bytes.Compare(key, r.desc.End) < 0)
+}
+
+// read serves a ReadArgs on this leader.
+func (r *replica) read(ctx context.Context, a *ReadArgs, reply *ReadReply) error {
+	r.mu.Lock()
+	desc := r.desc
+	ok := true
+	if a.Scan {
+		ok = bytes.Compare(a.Start, desc.Start) >= 0 &&
+			(desc.End == nil || (a.End != nil && bytes.Compare(a.End, desc.End) <= 0))
+	} else {
+		ok = r.inSpanLocked(a.Key)
+	}
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: shard %d is [%q, %q)", errWrongShard, desc.ID, desc.Start, desc.End)
+	}
+	if err := r.resolve(ctx, a.Ts); err != nil {
+		return err
+	}
+	var err error
+	if a.Scan {
+		reply.KVs, err = r.n.sm.scan(a.Ts, a.Start, a.End, a.Limit, a.Reverse)
+	} else {
+		reply.Value, reply.Found, err = r.n.sm.get(a.Ts, a.Key)
+	}
+	return err
+}
+
+// commit proposes a transaction's writes and waits for them to be applied.
+// Once proposed it does not give up on ctx: it returns the outcome, or
+// errAmbiguous if this replica stops leading before learning it.
+func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	if err := r.leaderCheckLocked(); err != nil {
+		r.mu.Unlock()
+		return 0, err
+	}
+	for _, w := range a.Writes {
+		if !r.inSpanLocked(w.Key) {
+			r.mu.Unlock()
+			return 0, fmt.Errorf("%w: key %q", errWrongShard, w.Key)
+		}
+	}
+	if a.CommitTs <= r.maxReadTs || a.CommitTs <= a.StartTs {
+		r.mu.Unlock()
+		return 0, errRetryTs
+	}
+	r.nextID++
+	e := commitEntry{ID: r.nextID, StartTs: a.StartTs, CommitTs: a.CommitTs, Writes: a.Writes}
+	if err := r.rn.Propose(e.encode()); err != nil {
+		r.mu.Unlock()
+		return 0, &notLeaderError{leader: r.leader}
+	}
+	p := &proposal{commitTs: a.CommitTs, done: make(chan proposalResult, 1), finished: make(chan struct{})}
+	r.props[e.ID] = p
+	r.mu.Unlock()
+	r.n.wake()
+	select {
+	case res := <-p.done:
+		return res.outcome, res.err
+	case <-r.n.stopCtx.Done():
+		return 0, fmt.Errorf("%w: node stopping", errAmbiguous)
+	}
+}
+
+// onSoftState follows a change of leadership. Losing it fails every
+// waiting proposal as ambiguous (it may still commit under the next
+// leader) and every waiting read; winning it sets the read floor.
+func (r *replica) onSoftStateLocked(ss *etcdraft.SoftState) {
+	was := r.isLeader
+	r.leader = ss.Lead
+	r.isLeader = ss.RaftState == etcdraft.StateLeader
+	if was && !r.isLeader {
+		for id, p := range r.props {
+			p.finish(proposalResult{err: fmt.Errorf("%w: leadership lost", errAmbiguous)})
+			delete(r.props, id)
+		}
+		for id, ch := range r.reads {
+			close(ch)
+			delete(r.reads, id)
+		}
+		r.floorSet = false
+	}
+	if !was && r.isLeader {
+		r.floorSet = false
+		go r.setReadFloor(r.rn.Status().Term)
+	}
+}
+
+// setReadFloor raises the read floor of a new leader to a fresh timestamp
+// and lets it serve.
+func (r *replica) setReadFloor(term uint64) {
+	for r.n.stopCtx.Err() == nil {
+		ctx, cancel := context.WithTimeout(r.n.stopCtx, 2*time.Second)
+		ts, err := r.n.timestamp(ctx)
+		cancel()
+		if err == nil {
+			r.mu.Lock()
+			if r.isLeader && r.rn.Status().Term == term {
+				r.maxReadTs = max(r.maxReadTs, ts)
+				r.floorSet = true
+			}
+			r.mu.Unlock()
+			return
+		}
+		r.n.log.Debug("read floor: no timestamp yet", "shard", r.id, "err", err)
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-r.n.stopCtx.Done():
+		}
+	}
+}
+
+// apply applies committed entries in order and answers their proposers.
+func (r *replica) apply(ents []raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	for _, ent := range ents {
+		switch ent.Type {
+		case raftpb.EntryNormal:
+			if len(ent.Data) == 0 {
+				continue // a new leader's empty entry
+			}
+			e, err := decodeCommit(ent.Data)
+			if err != nil {
+				return fmt.Errorf("raft: shard %d entry %d: %w", r.id, ent.Index, err)
+			}
+			out, err := r.n.sm.apply(e)
+			if err != nil {
+				return err
+			}
+			r.mu.Lock()
+			if p := r.props[e.ID]; p != nil && p.commitTs == e.CommitTs {
+				delete(r.props, e.ID)
+				p.finish(proposalResult{outcome: out})
+			}
+			r.mu.Unlock()
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			if err := cc.Unmarshal(ent.Data); err != nil {
+				return fmt.Errorf("raft: shard %d conf change %d: %w", r.id, ent.Index, err)
+			}
+			r.mu.Lock()
+			r.rn.ApplyConfChange(cc)
+			r.mu.Unlock()
+		case raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeV2
+			if err := cc.Unmarshal(ent.Data); err != nil {
+				return fmt.Errorf("raft: shard %d conf change %d: %w", r.id, ent.Index, err)
+			}
+			r.mu.Lock()
+			r.rn.ApplyConfChange(cc)
+			r.mu.Unlock()
+		}
+	}
+	r.mu.Lock()
+	r.applied = ents[len(ents)-1].Index
+	close(r.appliedC)
+	r.appliedC = make(chan struct{})
+	r.mu.Unlock()
+	return nil
+}
+
+// status describes the replica for shaledb.shards and routing.
+func (r *replica) status() (leader uint64, isLeader bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leader, r.isLeader
+}

@@ -1,0 +1,212 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shaledb/shaledb/kvcluster"
+)
+
+// Status is the outcome class of a request to a shard's replica.
+type Status int
+
+// Statuses. A request that is not statusOK says what the caller does next.
+const (
+	StatusOK         Status = iota
+	StatusNotLeader         // ask Leader (0: unknown; try another replica)
+	StatusNoReplica         // this node holds no replica of the shard (now)
+	StatusWrongShard        // a key lies outside the shard: refresh the map
+	StatusConflict          // the commit lost a write-write race
+	StatusRetryTs           // the commit timestamp is below a served read: take a new one
+	StatusAmbiguous         // the commit was proposed but its fate is unknown here
+	StatusError             // Err says what failed
+)
+
+// ReadArgs asks a shard's leader for a read as of Ts: a point read of Key,
+// or with Scan, up to Limit entries of [Start, End).
+type ReadArgs struct {
+	Shard   uint64
+	Ts      uint64
+	Key     []byte
+	Scan    bool
+	Start   []byte
+	End     []byte
+	Limit   int
+	Reverse bool
+}
+
+// ReadReply answers ReadArgs.
+type ReadReply struct {
+	Status Status
+	Leader uint64
+	Err    string
+	Value  []byte
+	Found  bool
+	KVs    []kvcluster.KeyValue
+}
+
+// CommitArgs proposes a transaction's writes to a shard's log.
+type CommitArgs struct {
+	Shard    uint64
+	StartTs  uint64
+	CommitTs uint64
+	Writes   []mutation
+}
+
+// CommitReply answers CommitArgs.
+type CommitReply struct {
+	Status Status
+	Leader uint64
+	Err    string
+}
+
+// CommitStatusArgs asks whether the commit at CommitTs, which wrote Key,
+// was applied. Answering it also makes sure it never will be, if it was
+// not: the leader serves it as a read at CommitTs.
+type CommitStatusArgs struct {
+	Shard    uint64
+	CommitTs uint64
+	Key      []byte
+}
+
+// CommitStatusReply answers CommitStatusArgs.
+type CommitStatusReply struct {
+	Status    Status
+	Leader    uint64
+	Err       string
+	Committed bool
+}
+
+// TimestampArgs asks the elected oracle for N timestamps.
+type TimestampArgs struct{ N int }
+
+// TimestampReply answers TimestampArgs with the first of them.
+type TimestampReply struct {
+	Status Status
+	Err    string
+	First  uint64
+}
+
+// requestTimeout bounds the work one incoming request may cause.
+const requestTimeout = 10 * time.Second
+
+// peerService is the net/rpc face of a node, for other nodes.
+type peerService struct{ n *Node }
+
+func (s *peerService) Read(a *ReadArgs, r *ReadReply) error {
+	ctx, cancel := s.n.requestContext()
+	defer cancel()
+	*r = s.n.serveRead(ctx, a)
+	return nil
+}
+
+func (s *peerService) Commit(a *CommitArgs, r *CommitReply) error {
+	ctx, cancel := s.n.requestContext()
+	defer cancel()
+	*r = s.n.serveCommit(ctx, a)
+	return nil
+}
+
+func (s *peerService) CommitStatus(a *CommitStatusArgs, r *CommitStatusReply) error {
+	ctx, cancel := s.n.requestContext()
+	defer cancel()
+	*r = s.n.serveCommitStatus(ctx, a)
+	return nil
+}
+
+func (s *peerService) Timestamp(a *TimestampArgs, r *TimestampReply) error {
+	ctx, cancel := s.n.requestContext()
+	defer cancel()
+	first, err := s.n.oracle.Allocate(ctx, a.N)
+	if err != nil {
+		*r = TimestampReply{Status: StatusNotLeader, Err: err.Error()}
+		return nil
+	}
+	*r = TimestampReply{First: first}
+	return nil
+}
+
+// requestContext is the context of an incoming request: bounded, and
+// cancelled when the node stops.
+func (n *Node) requestContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	stop := context.AfterFunc(n.stopCtx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// statusOf classifies a replica's error for the wire.
+func statusOf(err error) (Status, uint64, string) {
+	var nl *notLeaderError
+	switch {
+	case err == nil:
+		return StatusOK, 0, ""
+	case errors.As(err, &nl):
+		return StatusNotLeader, nl.leader, ""
+	case errors.Is(err, errNoReplica):
+		return StatusNoReplica, 0, ""
+	case errors.Is(err, errWrongShard):
+		return StatusWrongShard, 0, err.Error()
+	case errors.Is(err, errRetryTs):
+		return StatusRetryTs, 0, ""
+	case errors.Is(err, errAmbiguous):
+		return StatusAmbiguous, 0, err.Error()
+	}
+	return StatusError, 0, err.Error()
+}
+
+func (n *Node) serveRead(ctx context.Context, a *ReadArgs) ReadReply {
+	r := n.replica(a.Shard)
+	if r == nil {
+		return ReadReply{Status: StatusNoReplica}
+	}
+	var reply ReadReply
+	err := r.read(ctx, a, &reply)
+	reply.Status, reply.Leader, reply.Err = statusOf(err)
+	return reply
+}
+
+func (n *Node) serveCommit(ctx context.Context, a *CommitArgs) CommitReply {
+	r := n.replica(a.Shard)
+	if r == nil {
+		return CommitReply{Status: StatusNoReplica}
+	}
+	out, err := r.commit(ctx, a)
+	if err == nil && out == conflict {
+		return CommitReply{Status: StatusConflict}
+	}
+	var reply CommitReply
+	reply.Status, reply.Leader, reply.Err = statusOf(err)
+	return reply
+}
+
+func (n *Node) serveCommitStatus(ctx context.Context, a *CommitStatusArgs) CommitStatusReply {
+	r := n.replica(a.Shard)
+	if r == nil {
+		return CommitStatusReply{Status: StatusNoReplica}
+	}
+	var reply CommitStatusReply
+	err := r.resolve(ctx, a.CommitTs)
+	if err == nil {
+		reply.Committed, err = n.sm.hasVersion(a.Key, a.CommitTs)
+	}
+	reply.Status, reply.Leader, reply.Err = statusOf(err)
+	return reply
+}
+
+// Errors of a replica, turned into Statuses on the wire.
+var (
+	errNoReplica  = errors.New("raft: no replica of the shard on this node")
+	errWrongShard = errors.New("raft: key outside the shard")
+	errRetryTs    = errors.New("raft: commit timestamp below a served read")
+	errAmbiguous  = errors.New("raft: commit outcome unknown")
+	errNodeClosed = fmt.Errorf("raft: node closed: %w", kvcluster.ErrClosed)
+)
+
+// notLeaderError says which node leads the shard, if known (0 if not).
+type notLeaderError struct{ leader uint64 }
+
+func (e *notLeaderError) Error() string {
+	return fmt.Sprintf("raft: not the shard's leader (leader %d)", e.leader)
+}

@@ -1,0 +1,216 @@
+package raft
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/shaledb/shaledb/kvcluster"
+)
+
+// stateMachine holds the data of every shard replica on a node: each key's
+// versions at the commit timestamps of the transactions that wrote it, in
+// one Badger in managed mode. Only the node's raft loop writes to it, by
+// applying committed log entries in log order, so replicas that applied
+// the same prefix of a shard's log hold the same versions.
+//
+// It is not synced: the raft log is the durable record. After a crash the
+// node applies its committed log again; apply recognises a commit it has
+// already applied (its versions are there at its commit timestamp) and
+// skips it.
+type stateMachine struct {
+	db *badger.DB
+}
+
+func openStateMachine(dir string, inMemory bool) (*stateMachine, error) {
+	opts := badger.DefaultOptions(dir).
+		WithInMemory(inMemory).
+		WithSyncWrites(false).
+		WithDetectConflicts(false).
+		WithCompression(options.None).
+		WithNumVersionsToKeep(math.MaxInt32).
+		WithMemTableSize(16 << 20).
+		WithBlockCacheSize(16 << 20).
+		WithLogger(nil)
+	if inMemory {
+		opts.Dir, opts.ValueDir = "", ""
+	}
+	db, err := badger.OpenManaged(opts)
+	if err != nil {
+		return nil, fmt.Errorf("raft: open state machine %q: %w", dir, err)
+	}
+	return &stateMachine{db: db}, nil
+}
+
+func (sm *stateMachine) close() error { return sm.db.Close() }
+
+// outcome is the result of applying one commit entry.
+type outcome int
+
+const (
+	applied  outcome = iota // the writes landed (now or in an earlier life)
+	conflict                // a key was written after the snapshot: nothing landed
+)
+
+// apply applies a commit entry: it conflicts if any key it writes has a
+// version newer than its snapshot, and otherwise writes every key at its
+// commit timestamp.
+//
+// A big entry is written in several Badger transactions, and the state
+// machine is not synced, so a crash can leave an entry partly applied;
+// the log is then applied again from the start. An entry is recognised as
+// applied before by a key already at its commit timestamp (timestamps are
+// unique to a transaction): then only its keys still older than that are
+// written, which completes a partly applied entry and leaves a fully
+// applied one (whose keys may since have newer versions) as it is.
+func (sm *stateMachine) apply(e *commitEntry) (outcome, error) {
+	if len(e.Writes) == 0 {
+		return applied, nil
+	}
+	latest := make([]uint64, len(e.Writes))
+	resume := false
+	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
+	for i, w := range e.Writes {
+		ts, err := latestVersion(rtxn, w.Key)
+		if err != nil {
+			rtxn.Discard()
+			return 0, err
+		}
+		latest[i] = ts
+		resume = resume || ts == e.CommitTs
+	}
+	rtxn.Discard()
+	if !resume {
+		for _, ts := range latest {
+			if ts > e.StartTs {
+				return conflict, nil
+			}
+		}
+	}
+	wtxn := sm.db.NewTransactionAt(math.MaxUint64, true)
+	defer func() { wtxn.Discard() }()
+	for i, w := range e.Writes {
+		if resume && latest[i] >= e.CommitTs {
+			continue
+		}
+		err := setOrDelete(wtxn, w)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err = wtxn.CommitAt(e.CommitTs, nil); err == nil {
+				wtxn = sm.db.NewTransactionAt(math.MaxUint64, true)
+				err = setOrDelete(wtxn, w)
+			}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("raft: apply commit %d: %w", e.CommitTs, err)
+		}
+	}
+	if err := wtxn.CommitAt(e.CommitTs, nil); err != nil {
+		return 0, fmt.Errorf("raft: apply commit %d: %w", e.CommitTs, err)
+	}
+	return applied, nil
+}
+
+func setOrDelete(wtxn *badger.Txn, w mutation) error {
+	if w.Delete {
+		return wtxn.Delete(w.Key)
+	}
+	return wtxn.Set(w.Key, w.Value)
+}
+
+// latestVersion returns the timestamp of key's newest version, a deletion
+// included, or 0.
+func latestVersion(rtxn *badger.Txn, key []byte) (uint64, error) {
+	it := rtxn.NewKeyIterator(key, badger.IteratorOptions{AllVersions: true})
+	defer it.Close()
+	it.Rewind()
+	if !it.Valid() {
+		return 0, nil
+	}
+	return it.Item().Version(), nil
+}
+
+// hasVersion reports whether key has a version written at exactly ts
+// (a deletion counts).
+func (sm *stateMachine) hasVersion(key []byte, ts uint64) (bool, error) {
+	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
+	defer rtxn.Discard()
+	it := rtxn.NewKeyIterator(key, badger.IteratorOptions{AllVersions: true})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		switch v := it.Item().Version(); {
+		case v == ts:
+			return true, nil
+		case v < ts:
+			return false, nil
+		}
+	}
+	return false, nil
+}
+
+// get reads key as of ts.
+func (sm *stateMachine) get(ts uint64, key []byte) ([]byte, bool, error) {
+	rtxn := sm.db.NewTransactionAt(ts, false)
+	defer rtxn.Discard()
+	item, err := rtxn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, storeErr("get", err)
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, false, storeErr("get", err)
+	}
+	return v, true, nil
+}
+
+// scan reads up to limit entries of [start, end) as of ts, ascending or
+// descending. A nil end is no bound.
+func (sm *stateMachine) scan(ts uint64, start, end []byte, limit int, reverse bool) ([]kvcluster.KeyValue, error) {
+	rtxn := sm.db.NewTransactionAt(ts, false)
+	defer rtxn.Discard()
+	it := rtxn.NewIterator(badger.IteratorOptions{Reverse: reverse, PrefetchValues: limit > 1, PrefetchSize: min(limit, 64)})
+	defer it.Close()
+	if reverse {
+		if end == nil {
+			it.Rewind()
+		} else {
+			it.Seek(end) // the largest key <= end
+		}
+	} else {
+		it.Seek(start)
+	}
+	var out []kvcluster.KeyValue
+	for ; it.Valid() && len(out) < limit; it.Next() {
+		item := it.Item()
+		k := item.Key()
+		if reverse {
+			if end != nil && bytes.Compare(k, end) >= 0 {
+				continue
+			}
+			if bytes.Compare(k, start) < 0 {
+				break
+			}
+		} else if end != nil && bytes.Compare(k, end) >= 0 {
+			break
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return nil, storeErr("scan", err)
+		}
+		out = append(out, kvcluster.KeyValue{Key: item.KeyCopy(nil), Value: v})
+	}
+	return out, nil
+}
+
+func storeErr(op string, err error) error {
+	if errors.Is(err, badger.ErrDBClosed) {
+		err = kvcluster.ErrClosed
+	}
+	return fmt.Errorf("raft: state machine %s: %w", op, err)
+}
