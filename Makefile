@@ -56,6 +56,16 @@ build: deps ## build the binaries into bin/
 run: build ## start a single node on $(DATA_DIR) (embedded Badger)
 	bin/shaledb start --data-dir $(DATA_DIR) --listen $(LISTEN) --http $(HTTP_ADDR)
 
+CLUSTER_DIR ?= ./cluster-data
+
+.PHONY: cluster
+cluster: build ## start etcd and a 3-node cluster on loopback in $(CLUSTER_DIR), print how to connect
+	scripts/cluster.sh start $(CLUSTER_DIR)
+
+.PHONY: cluster-stop
+cluster-stop: ## stop the cluster `make cluster` started (its data stays in $(CLUSTER_DIR))
+	scripts/cluster.sh stop $(CLUSTER_DIR)
+
 .PHONY: test
 test: deps lint ## vet, format check, short fuzzing, all tests with -race
 	@for t in $(FUZZ_TARGETS); do \

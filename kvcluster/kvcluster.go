@@ -180,3 +180,13 @@ type PrefixDropper interface {
 	// is ErrInvalidArgument.
 	DropPrefix(ctx context.Context, prefix []byte) error
 }
+
+// SharedStore is a KvCluster that other processes (the other nodes of a
+// cluster) write to as well, so what a node caches of the stored data may
+// change without the node's knowledge. Implementations say so by
+// implementing it; callers with node-local caches of stored data find it
+// by type assertion and read through instead.
+type SharedStore interface {
+	// SharedWithOtherNodes does nothing; its presence is the statement.
+	SharedWithOtherNodes()
+}

@@ -68,10 +68,28 @@ type Config struct {
 	// MaxRateWait bounds a statement's wait for its tenant's rate limit
 	// (53400 past it). Default 1s.
 	MaxRateWait time.Duration
+	// Cluster, if set, makes the node a member of a replicated cluster
+	// (kvcluster/raft) instead of running on the embedded single-node
+	// store.
+	Cluster *ClusterConfig
 	// TracerProvider, if set, gets a span per statement; otherwise spans
 	// are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set,
 	// and off when it is not.
 	TracerProvider trace.TracerProvider
+}
+
+// ClusterConfig places a node in a cluster.
+type ClusterConfig struct {
+	// PeerListen is where other nodes reach this one.
+	PeerListen string
+	// Etcd lists the endpoints of the etcd holding the cluster's metadata.
+	Etcd []string
+	// Name names the cluster in etcd. Default "default".
+	Name string
+	// Region is advertised in the node registry.
+	Region string
+	// ReplicationFactor is the number of replicas per shard. Default 3.
+	ReplicationFactor int
 }
 
 func (c *Config) validate() error {
@@ -82,6 +100,12 @@ func (c *Config) validate() error {
 	if c.Listen == "" {
 		errs = append(errs, errors.New("a listen address is required"))
 	}
+	if c.Cluster != nil && c.InMemory {
+		errs = append(errs, errors.New("a cluster node keeps its data on disk: InMemory does not apply"))
+	}
+	if c.Cluster != nil && len(c.Cluster.Etcd) == 0 {
+		errs = append(errs, errors.New("a cluster node needs --etcd"))
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
@@ -91,7 +115,8 @@ func (c *Config) validate() error {
 // Node is a running node.
 type Node struct {
 	cfg     Config
-	store   *badgerkv.Store
+	store   kvcluster.KvCluster
+	cluster *clusterMember // nil on the single-node store
 	engine  *session.Engine
 	tenants *tenancy.Manager
 	tel     *telemetry
@@ -122,24 +147,35 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	opts := badgerkv.Options{Dir: cfg.DataDir, Logger: cfg.Logger}
-	if cfg.InMemory {
-		opts = badgerkv.Options{InMemory: true, MemTableBytes: 16 << 20}
-	}
-	opts.TxnMemoryBytes = cfg.TxnMemoryBytes
 	if !cfg.InMemory {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
-	store, err := badgerkv.Open(opts)
-	if err != nil {
-		return nil, err
+	var store kvcluster.KvCluster
+	var member *clusterMember
+	if cfg.Cluster != nil {
+		var err error
+		if member, err = joinCluster(ctx, cfg); err != nil {
+			return nil, err
+		}
+		store = member
+	} else {
+		opts := badgerkv.Options{Dir: cfg.DataDir, Logger: cfg.Logger}
+		if cfg.InMemory {
+			opts = badgerkv.Options{InMemory: true, MemTableBytes: 16 << 20}
+		}
+		opts.TxnMemoryBytes = cfg.TxnMemoryBytes
+		bs, err := badgerkv.Open(opts)
+		if err != nil {
+			return nil, err
+		}
+		store = bs
 	}
 	if cfg.MetricsTopTenants == 0 {
 		cfg.MetricsTopTenants = 100
 	}
-	n := &Node{cfg: cfg, store: store, served: make(chan error, 1)}
+	n := &Node{cfg: cfg, store: store, cluster: member, served: make(chan error, 1)}
 	n.tenants = tenancy.NewManager(store, tenancy.ManagerConfig{MaxRateWait: cfg.MaxRateWait, Logger: cfg.Logger})
 	fail := func(err error) (*Node, error) {
 		n.tenants.Close()
@@ -213,9 +249,26 @@ func (n *Node) bootstrapAdmin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return kvcluster.Update(ctx, n.store, 10, func(txn kvcluster.Txn) error {
+	// Of cluster nodes starting together, one creates the admin user; the
+	// others keep it (and forget the password they generated).
+	generated := n.AdminPassword != ""
+	lost := false
+	err = kvcluster.Update(ctx, n.store, 10, func(txn kvcluster.Txn) error {
+		if generated {
+			_, found, err := sys.Role(ctx, txn, AdminUser)
+			if lost = found; err != nil || found {
+				return err
+			}
+		}
 		return sys.PutRole(ctx, txn, &catalog.Role{Name: AdminUser, Superuser: true, SCRAM: verifier})
 	})
+	if err == nil && lost {
+		n.AdminPassword = ""
+		if err := os.Remove(filepath.Join(n.cfg.DataDir, adminPasswordFile)); err != nil {
+			return fmt.Errorf("remove the unused admin password: %w", err)
+		}
+	}
+	return err
 }
 
 // AdminPasswordFile is where a generated admin password is kept.
@@ -233,8 +286,11 @@ func (n *Node) listen() error {
 	n.engine = session.NewEngine(n.store, n.cfg.Now)
 	n.engine.Admin = admin{n}
 	n.engine.Tracer = n.tel.tracer
-	if err := n.abandonIndexBuilds(context.Background()); err != nil {
-		return err
+	if n.cluster == nil {
+		// In a cluster another node may be running the builds.
+		if err := n.abandonIndexBuilds(context.Background()); err != nil {
+			return err
+		}
 	}
 	n.pg = pgwire.NewServer(pgwire.Config{TLS: tlsCfg, Logger: n.cfg.Logger}, n)
 	ln, err := net.Listen("tcp", n.cfg.Listen)

@@ -4,12 +4,18 @@
 //	shaledb tenant create|drop|list|set-limit ...
 //	shaledb version
 //
+//	shaledb start --data-dir DIR --peer-listen ADDR --etcd URLS [--region R] ...
+//
 // start opens (creating if needed) the node's embedded Badger store in DIR,
 // brings its format up to date, serves the PostgreSQL protocol on --listen
 // (and /healthz on --http) until SIGINT or SIGTERM, then lets running
 // statements finish and closes the store cleanly. The admin user of tenant
 // system gets SHALEDB_ADMIN_PASSWORD, or a generated password printed once
 // and kept in DIR/admin-password (mode 0600).
+//
+// With --etcd, start runs the node as a member of a replicated cluster
+// (kvcluster/raft) whose metadata lives in that etcd: the first node
+// bootstraps it once --replicas nodes have joined.
 package main
 
 import (
@@ -23,6 +29,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -38,6 +45,7 @@ const usage = `usage:
                                                run a single node on DIR
   shaledb tenant create|drop|list|set-limit    administer tenants (shaledb tenant help)
   shaledb version                              print the version
+  shaledb free-ports N                         print N free loopback TCP ports (for scripts)
 `
 
 func main() {
@@ -67,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		return tenantCmd(context.Background(), args[1:], stdout, stderr)
+	case "free-ports":
+		return freePorts(args[1:], stdout)
 	case "version":
 		fmt.Fprintf(stdout, "shaledb, store format %d\n", migrations.Latest())
 		return nil
@@ -80,6 +90,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 // startConfig is the configuration of `shaledb start`.
 type startConfig struct {
+	// Etcd, when set, makes the node a member of the cluster whose
+	// metadata that etcd holds (comma-separated endpoints); PeerListen,
+	// Region, ClusterName and Replicas then apply.
+	Etcd        string
+	PeerListen  string
+	Region      string
+	ClusterName string
+	Replicas    int
 	// DataDir holds the node's store; created if missing. Required.
 	DataDir string
 	// Listen is the PostgreSQL protocol address. Default 127.0.0.1:5433.
@@ -127,7 +145,13 @@ func (c startConfig) validate() error {
 	if c.DataDir == "" {
 		return errors.New("--data-dir is required")
 	}
-	for flagName, addr := range map[string]string{"--listen": c.Listen, "--http": c.HTTPAddr} {
+	if c.Etcd == "" && c.PeerListen != "" {
+		return errors.New("--peer-listen needs --etcd (cluster mode)")
+	}
+	if c.Etcd != "" && c.PeerListen == "" {
+		return errors.New("--etcd needs --peer-listen: the address other nodes reach this one at")
+	}
+	for flagName, addr := range map[string]string{"--listen": c.Listen, "--http": c.HTTPAddr, "--peer-listen": c.PeerListen} {
 		if addr == "" {
 			continue
 		}
@@ -145,6 +169,11 @@ func parseStart(args []string, stderr io.Writer) (startConfig, error) {
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the node's store (created if missing)")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:5433", "PostgreSQL protocol address (port 0 picks a free one)")
 	fs.StringVar(&cfg.HTTPAddr, "http", "", "serve /healthz and /metrics on this address, e.g. 127.0.0.1:8080")
+	fs.StringVar(&cfg.Etcd, "etcd", "", "cluster mode: etcd endpoints holding the cluster's metadata, comma-separated (e.g. http://127.0.0.1:2379)")
+	fs.StringVar(&cfg.PeerListen, "peer-listen", "", "cluster mode: address other nodes reach this one at (raft and requests)")
+	fs.StringVar(&cfg.Region, "region", "default", "cluster mode: the node's region, advertised in the registry")
+	fs.StringVar(&cfg.ClusterName, "cluster-name", "default", "cluster mode: the cluster's name in etcd")
+	fs.IntVar(&cfg.Replicas, "replicas", 3, "cluster mode: replicas per shard (the first node waits for this many nodes)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate (PEM) offered to clients that ask for TLS")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key (PEM)")
 	fs.IntVar(&cfg.MetricsTopTenants, "metrics-top-tenants", 100, "the busiest N tenants get their own /metrics series; the rest are summed as tenant=\"_other\"")
@@ -170,11 +199,17 @@ func start(ctx context.Context, cfg startConfig, stdout, stderr io.Writer) error
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
 	envPassword := os.Getenv("SHALEDB_ADMIN_PASSWORD")
-	node, err := server.Start(ctx, server.Config{
+	scfg := server.Config{
 		DataDir: cfg.DataDir, Listen: cfg.Listen, HTTP: cfg.HTTPAddr,
 		TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, AdminPassword: envPassword, Logger: log,
 		MetricsTopTenants: cfg.MetricsTopTenants, MaxRateWait: cfg.RateWait,
-	})
+	}
+	if cfg.Etcd != "" {
+		scfg.Cluster = &server.ClusterConfig{PeerListen: cfg.PeerListen, Etcd: strings.Split(cfg.Etcd, ","),
+			Name: cfg.ClusterName, Region: cfg.Region, ReplicationFactor: cfg.Replicas}
+		fmt.Fprintf(stdout, "Joining cluster %q through etcd %s (waits for %d nodes on first start)\n", cfg.ClusterName, cfg.Etcd, cfg.Replicas)
+	}
+	node, err := server.Start(ctx, scfg)
 	if err != nil {
 		return err
 	}
@@ -192,6 +227,9 @@ func start(ctx context.Context, cfg startConfig, stdout, stderr io.Writer) error
 	case node.AdminPassword != "":
 		fmt.Fprintf(stdout, "Generated the admin password (shown once; kept in %s):\n  %s\nConnect:\n  psql \"postgres://%s:%s@%s:%s/system\"\n",
 			node.AdminPasswordFile(), node.AdminPassword, server.AdminUser, node.AdminPassword, host, port)
+	case cfg.Etcd != "" && !fileExists(node.AdminPasswordFile()):
+		fmt.Fprintf(stdout, "Connect (another node created the admin user; its password is in that node's data directory, file %s):\n  psql \"postgres://%s@%s:%s/system\"\n",
+			filepath.Base(node.AdminPasswordFile()), server.AdminUser, host, port)
 	default:
 		fmt.Fprintf(stdout, "Connect (the admin password is in %s):\n  psql \"postgres://%s:$(cat %s)@%s:%s/system\"\n",
 			node.AdminPasswordFile(), server.AdminUser, node.AdminPasswordFile(), host, port)
@@ -216,3 +254,35 @@ func start(ctx context.Context, cfg startConfig, stdout, stderr io.Writer) error
 // shutdownMax bounds a clean shutdown: statements' grace period, then
 // closing the store.
 const shutdownMax = 30 * time.Second
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// freePorts prints n loopback TCP ports that were free a moment ago,
+// one per line: scripts that start servers on a shared machine use them.
+func freePorts(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: shaledb free-ports N")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 || n > 100 {
+		return fmt.Errorf("free-ports: N must be 1..100, got %q", args[0])
+	}
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		lns = append(lns, ln)
+		fmt.Fprintln(stdout, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -49,7 +50,7 @@ func (kv *KV) Begin(ctx context.Context, opts kvcluster.TxnOptions) (kvcluster.T
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ts, err := kv.n.timestamp(ctx)
+	ts, err := kv.n.snaps.begin(ctx, kv.n.timestamp)
 	if err != nil {
 		return nil, err
 	}
@@ -70,8 +71,98 @@ type txn struct {
 	startTs  uint64
 	readOnly bool
 	done     bool
+	released bool // its snapshot no longer counts as open
 	writes   *btree.BTreeG[*mutation]
 	bytes    int
+	// lockTs[key] is when the transaction's lock read key's latest
+	// value; lockShards are the shards whose leaders hold its locks.
+	lockTs     map[string]uint64
+	lockShards map[uint64]bool
+}
+
+var _ kvcluster.LockingTxn = (*txn)(nil)
+
+// LockForUpdate takes key's row lock on its shard's leader (locks.go).
+func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, error) {
+	if err := kvcluster.CheckKey(key); err != nil {
+		return nil, false, err
+	}
+	if err := t.check(); err != nil {
+		return nil, false, err
+	}
+	if t.readOnly {
+		return nil, false, kvcluster.ErrReadOnly
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	n := t.kv.n
+	var reply LockReply
+	for {
+		d, err := n.shards.lookup(ctx, key)
+		if err != nil {
+			return nil, false, err
+		}
+		if t.lockShards == nil {
+			t.lockShards = make(map[uint64]bool)
+			t.lockTs = make(map[string]uint64)
+		}
+		t.lockShards[d.ID] = true
+		a := &LockArgs{Shard: d.ID, Key: key, Owner: t.startTs}
+		if err := n.onLeader(ctx, d, "Lock", a, &reply, func() { reply = n.serveLock(ctx, a) }); err != nil {
+			return nil, false, err
+		}
+		if reply.Status != StatusWrongShard {
+			break
+		}
+	}
+	switch reply.Status {
+	case StatusOK:
+	case StatusDeadlock:
+		return nil, false, fmt.Errorf("raft: lock %q: %w", key, kvcluster.ErrDeadlock)
+	default:
+		return nil, false, fmt.Errorf("raft: lock %q: %s", key, reply.Err)
+	}
+	t.lockTs[string(key)] = reply.LockTs
+	// Our own write wins over anything committed.
+	if t.writes != nil {
+		if w, ok := t.writes.Get(&mutation{Key: key}); ok {
+			if w.Delete {
+				return nil, false, nil
+			}
+			return bytes.Clone(w.Value), true, nil
+		}
+	}
+	// Later reads of key see the latest value: buffer it as our own write
+	// (rewriting it is harmless, and makes the row's new version part of
+	// this transaction, as PostgreSQL's lock does).
+	if reply.Found {
+		if err := t.write(ctx, &mutation{Key: bytes.Clone(key), Value: bytes.Clone(reply.Value)}); err != nil {
+			return nil, false, err
+		}
+	}
+	return reply.Value, reply.Found, nil
+}
+
+// unlockAll releases the transaction's locks on every shard that holds
+// some, in the background: a commit has released those on its own shard
+// already, and a second release is harmless.
+func (t *txn) unlockAll() {
+	n := t.kv.n
+	for shard := range t.lockShards {
+		go func() {
+			ctx, cancel := context.WithTimeout(n.stopCtx, 5*time.Second)
+			defer cancel()
+			d, err := n.shards.byID(shard)
+			if err != nil {
+				return
+			}
+			a := &UnlockArgs{Shard: shard, Owner: t.startTs}
+			var reply UnlockReply
+			_ = n.onLeader(ctx, d, "Unlock", a, &reply, func() { reply = n.serveUnlock(a) })
+		}()
+	}
+	t.lockShards = nil
 }
 
 func mutationLess(a, b *mutation) bool { return bytes.Compare(a.Key, b.Key) < 0 }
@@ -333,13 +424,26 @@ func (t *txn) write(ctx context.Context, m *mutation) error {
 	return nil
 }
 
-func (t *txn) Rollback() { t.done = true }
+func (t *txn) Rollback() {
+	t.done = true
+	t.release()
+}
+
+// release ends the transaction's snapshot for WaitForOlderSnapshots.
+func (t *txn) release() {
+	if !t.released {
+		t.released = true
+		t.kv.n.snaps.end(t.startTs)
+		t.unlockAll()
+	}
+}
 
 func (t *txn) Commit(ctx context.Context) error {
 	if err := t.check(); err != nil {
 		return err
 	}
 	t.done = true
+	defer t.release()
 	if t.readOnly || t.writes == nil || t.writes.Len() == 0 {
 		return nil
 	}
@@ -354,7 +458,9 @@ func (t *txn) Commit(ctx context.Context) error {
 	}
 	writes := make([]mutation, 0, t.writes.Len())
 	t.writes.Ascend(func(w *mutation) bool {
-		writes = append(writes, *w)
+		m := *w
+		m.LockTs = t.lockTs[string(w.Key)]
+		writes = append(writes, m)
 		return true
 	})
 	n := kv.n
@@ -381,7 +487,13 @@ func (t *txn) Commit(ctx context.Context) error {
 		var reply CommitReply
 		err = n.onLeader(octx, d, "Commit", a, &reply, func() { reply = n.serveCommit(octx, a) })
 		if err == nil && reply.Status == StatusAmbiguous {
-			err = t.learnOutcome(octx, d, commitTs, writes[0].Key)
+			// Learning the outcome takes a leader: the caller may stop
+			// waiting for one (and gets ErrCommitUnknown).
+			lctx, lcancel := context.WithCancel(octx)
+			stop := context.AfterFunc(ctx, lcancel)
+			err = t.learnOutcome(lctx, d, commitTs, writes[0].Key)
+			stop()
+			lcancel()
 		} else if err == nil {
 			switch reply.Status {
 			case StatusOK:
@@ -506,3 +618,148 @@ type shardReply interface {
 func (r *ReadReply) result() (Status, uint64)         { return r.Status, r.Leader }
 func (r *CommitReply) result() (Status, uint64)       { return r.Status, r.Leader }
 func (r *CommitStatusReply) result() (Status, uint64) { return r.Status, r.Leader }
+func (r *DropReply) result() (Status, uint64)         { return r.Status, r.Leader }
+func (r *LockReply) result() (Status, uint64)         { return r.Status, r.Leader }
+func (r *UnlockReply) result() (Status, uint64)       { return r.Status, r.Leader }
+
+// SharedWithOtherNodes says every node of the cluster writes the store.
+func (kv *KV) SharedWithOtherNodes() {}
+
+var (
+	_ kvcluster.SharedStore    = (*KV)(nil)
+	_ kvcluster.SnapshotWaiter = (*KV)(nil)
+	_ kvcluster.PrefixDropper  = (*KV)(nil)
+)
+
+// DropPrefix removes every key under prefix, shard by shard, each through
+// its raft log.
+func (kv *KV) DropPrefix(ctx context.Context, prefix []byte) error {
+	if len(prefix) == 0 {
+		return fmt.Errorf("%w: empty prefix", kvcluster.ErrInvalidArgument)
+	}
+	if kv.isClosed() {
+		return kvcluster.ErrClosed
+	}
+	n := kv.n
+	ts, err := n.timestamp(ctx)
+	if err != nil {
+		return err
+	}
+	lo, hi := prefix, prefixEnd(prefix)
+	for {
+		d, err := n.shards.lookup(ctx, lo)
+		if err != nil {
+			return err
+		}
+		a := &DropArgs{Shard: d.ID, Ts: ts, Prefix: prefix}
+		var reply DropReply
+		if err := n.onLeader(ctx, d, "Drop", a, &reply, func() { reply = n.serveDrop(ctx, a) }); err != nil {
+			return err
+		}
+		switch reply.Status {
+		case StatusOK:
+		case StatusWrongShard:
+			continue
+		default:
+			return fmt.Errorf("raft: drop prefix on shard %d: %s", d.ID, reply.Err)
+		}
+		if d.End == nil || (hi != nil && bytes.Compare(d.End, hi) >= 0) {
+			return nil
+		}
+		lo = d.End
+	}
+}
+
+// WaitForOlderSnapshots waits until no node of the cluster has a
+// transaction open whose snapshot is older than a timestamp taken now.
+func (kv *KV) WaitForOlderSnapshots(ctx context.Context) error {
+	n := kv.n
+	now, err := n.timestamp(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		nodes, err := n.reg.Nodes(ctx)
+		if err != nil {
+			return err
+		}
+		waiting := false
+		for _, nd := range nodes {
+			if !nd.Alive {
+				continue // its transactions died with it
+			}
+			var oldest uint64
+			if nd.ID == n.id {
+				oldest = n.snaps.oldest()
+			} else {
+				var reply OldestSnapshotReply
+				p, err := n.transport.peerFor(nd.ID)
+				if err == nil {
+					_, err = p.call(ctx, "OldestSnapshot", &OldestSnapshotArgs{}, &reply)
+				}
+				if err != nil {
+					waiting = true
+					break
+				}
+				oldest = reply.Oldest
+			}
+			if oldest < now {
+				waiting = true
+				break
+			}
+		}
+		if !waiting {
+			return nil
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// snapshots counts a node's open transactions by snapshot timestamp.
+type snapshots struct {
+	mu      sync.Mutex
+	open    map[uint64]int
+	pending int // transactions being given their timestamp
+}
+
+func (s *snapshots) begin(ctx context.Context, timestamp func(context.Context) (uint64, error)) (uint64, error) {
+	s.mu.Lock()
+	s.pending++
+	s.mu.Unlock()
+	ts, err := timestamp(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending--
+	if err == nil {
+		if s.open == nil {
+			s.open = make(map[uint64]int)
+		}
+		s.open[ts]++
+	}
+	return ts, err
+}
+
+func (s *snapshots) end(ts uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[ts]--; s.open[ts] <= 0 {
+		delete(s.open, ts)
+	}
+}
+
+func (s *snapshots) oldest() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending > 0 {
+		return 0
+	}
+	oldest := uint64(math.MaxUint64)
+	for ts := range s.open {
+		oldest = min(oldest, ts)
+	}
+	return oldest
+}

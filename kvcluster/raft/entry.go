@@ -9,13 +9,40 @@ import (
 // Kinds of raft entry data this package proposes.
 const (
 	entryCommit byte = 1 // a transaction's writes: commitEntry
+	entryDrop   byte = 2 // the removal of a key prefix: dropEntry
 )
+
+// dropEntry removes every key under Prefix from the shard, as of Ts.
+type dropEntry struct {
+	ID     uint64
+	Ts     uint64
+	Prefix []byte
+}
+
+func (e *dropEntry) encode() []byte {
+	b := make([]byte, 0, 1+16+len(e.Prefix))
+	b = append(b, entryDrop)
+	b = binary.BigEndian.AppendUint64(b, e.ID)
+	b = binary.BigEndian.AppendUint64(b, e.Ts)
+	return append(b, e.Prefix...)
+}
+
+func decodeDrop(b []byte) (*dropEntry, error) {
+	if len(b) < 1+16+1 || b[0] != entryDrop {
+		return nil, fmt.Errorf("%w: drop entry of %d bytes", errBadEntry, len(b))
+	}
+	return &dropEntry{ID: binary.BigEndian.Uint64(b[1:]), Ts: binary.BigEndian.Uint64(b[9:]), Prefix: b[17:]}, nil
+}
 
 // mutation is one buffered write of a transaction.
 type mutation struct {
 	Key    []byte
 	Value  []byte
 	Delete bool
+	// LockTs, when set, replaces the snapshot as the point after which a
+	// commit to Key conflicts: the transaction held Key's row lock and
+	// read its latest value as of LockTs.
+	LockTs uint64
 }
 
 // commitEntry is a transaction's commit, as proposed to a shard's log.
@@ -32,11 +59,12 @@ type commitEntry struct {
 var errBadEntry = errors.New("raft: malformed log entry")
 
 // encode lays the entry out as: kind, id, startTs, commitTs, count, then
-// per write: flag (1 = delete), key length, key, value length, value.
+// per write: flag (1 = delete), lock timestamp, key length, key, value
+// length, value.
 func (e *commitEntry) encode() []byte {
 	n := 1 + 8*3 + 4
 	for _, w := range e.Writes {
-		n += 1 + 4 + len(w.Key) + 4 + len(w.Value)
+		n += 1 + 8 + 4 + len(w.Key) + 4 + len(w.Value)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, entryCommit)
@@ -50,6 +78,7 @@ func (e *commitEntry) encode() []byte {
 			flag = 1
 		}
 		b = append(b, flag)
+		b = binary.BigEndian.AppendUint64(b, w.LockTs)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(w.Key)))
 		b = append(b, w.Key...)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(w.Value)))
@@ -86,11 +115,12 @@ func decodeCommit(b []byte) (*commitEntry, error) {
 		return f, nil
 	}
 	for i := range e.Writes {
-		if len(b) < 1 {
+		if len(b) < 9 {
 			return nil, errBadEntry
 		}
 		e.Writes[i].Delete = b[0] == 1
-		b = b[1:]
+		e.Writes[i].LockTs = binary.BigEndian.Uint64(b[1:])
+		b = b[9:]
 		var err error
 		if e.Writes[i].Key, err = field(); err != nil {
 			return nil, err

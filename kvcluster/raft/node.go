@@ -116,6 +116,7 @@ type Node struct {
 	member    *registry.Membership
 	oracle    *tso.Oracle
 	shards    *shardMap
+	snaps     snapshots
 
 	stopCtx context.Context
 	stop    context.CancelFunc

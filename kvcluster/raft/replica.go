@@ -52,6 +52,7 @@ type replica struct {
 	reads     map[uint64]chan uint64
 	applied   uint64
 	appliedC  chan struct{} // closed and replaced whenever applied grows
+	locks     lockTable     // row locks, while leading (locks.go)
 }
 
 // proposal is a commit this leader proposed and has not seen applied.
@@ -255,12 +256,23 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 	}
 	r.nextID++
 	e := commitEntry{ID: r.nextID, StartTs: a.StartTs, CommitTs: a.CommitTs, Writes: a.Writes}
-	if err := r.rn.Propose(e.encode()); err != nil {
+	out, err := r.proposeLocked(e.ID, e.CommitTs, e.encode())
+	if err == nil {
+		// Applied: a waiter that takes a lock next reads this commit.
+		r.unlock(a.StartTs)
+	}
+	return out, err
+}
+
+// proposeLocked proposes an entry (r.mu held; it is released) and waits
+// for it to be applied.
+func (r *replica) proposeLocked(id, ts uint64, data []byte) (outcome, error) {
+	if err := r.rn.Propose(data); err != nil {
 		r.mu.Unlock()
 		return 0, &notLeaderError{leader: r.leader}
 	}
-	p := &proposal{commitTs: a.CommitTs, done: make(chan proposalResult, 1), finished: make(chan struct{})}
-	r.props[e.ID] = p
+	p := &proposal{commitTs: ts, done: make(chan proposalResult, 1), finished: make(chan struct{})}
+	r.props[id] = p
 	r.mu.Unlock()
 	r.n.wake()
 	select {
@@ -269,6 +281,23 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 	case <-r.n.stopCtx.Done():
 		return 0, fmt.Errorf("%w: node stopping", errAmbiguous)
 	}
+}
+
+// dropPrefix proposes the removal of the keys under prefix in this shard
+// and waits for it to be applied.
+func (r *replica) dropPrefix(ctx context.Context, prefix []byte, ts uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if err := r.leaderCheckLocked(); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	r.nextID++
+	e := dropEntry{ID: r.nextID, Ts: ts, Prefix: prefix}
+	_, err := r.proposeLocked(e.ID, e.Ts, e.encode())
+	return err
 }
 
 // onSoftState follows a change of leadership. Losing it fails every
@@ -287,6 +316,7 @@ func (r *replica) onSoftStateLocked(ss *etcdraft.SoftState) {
 			close(ch)
 			delete(r.reads, id)
 		}
+		r.locks.reset()
 		r.floorSet = false
 	}
 	if !was && r.isLeader {
@@ -330,17 +360,13 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 			if len(ent.Data) == 0 {
 				continue // a new leader's empty entry
 			}
-			e, err := decodeCommit(ent.Data)
+			id, ts, out, err := r.applyNormal(ent.Data)
 			if err != nil {
 				return fmt.Errorf("raft: shard %d entry %d: %w", r.id, ent.Index, err)
 			}
-			out, err := r.n.sm.apply(e)
-			if err != nil {
-				return err
-			}
 			r.mu.Lock()
-			if p := r.props[e.ID]; p != nil && p.commitTs == e.CommitTs {
-				delete(r.props, e.ID)
+			if p := r.props[id]; p != nil && p.commitTs == ts {
+				delete(r.props, id)
 				p.finish(proposalResult{outcome: out})
 			}
 			r.mu.Unlock()
@@ -368,6 +394,30 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 	r.appliedC = make(chan struct{})
 	r.mu.Unlock()
 	return nil
+}
+
+// applyNormal applies a commit or drop entry and returns its proposal
+// handle, its timestamp and its outcome.
+func (r *replica) applyNormal(data []byte) (id, ts uint64, out outcome, err error) {
+	switch data[0] {
+	case entryCommit:
+		e, err := decodeCommit(data)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		out, err := r.n.sm.apply(e)
+		return e.ID, e.CommitTs, out, err
+	case entryDrop:
+		e, err := decodeDrop(data)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		r.mu.Lock()
+		start, end := r.desc.Start, r.desc.End
+		r.mu.Unlock()
+		return e.ID, e.Ts, applied, r.n.sm.drop(e.Prefix, start, end, e.Ts)
+	}
+	return 0, 0, 0, fmt.Errorf("%w: kind %d", errBadEntry, data[0])
 }
 
 // status describes the replica for shaledb.shards and routing.

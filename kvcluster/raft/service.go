@@ -21,6 +21,7 @@ const (
 	StatusConflict          // the commit lost a write-write race
 	StatusRetryTs           // the commit timestamp is below a served read: take a new one
 	StatusAmbiguous         // the commit was proposed but its fate is unknown here
+	StatusDeadlock          // waiting for the lock would close a cycle
 	StatusError             // Err says what failed
 )
 
@@ -79,6 +80,59 @@ type CommitStatusReply struct {
 	Committed bool
 }
 
+// LockArgs asks a shard's leader for Key's row lock on behalf of the
+// transaction whose snapshot is Owner.
+type LockArgs struct {
+	Shard uint64
+	Key   []byte
+	Owner uint64
+}
+
+// LockReply answers LockArgs with the key's latest value as of LockTs.
+type LockReply struct {
+	Status Status
+	Leader uint64
+	Err    string
+	Value  []byte
+	Found  bool
+	LockTs uint64
+}
+
+// UnlockArgs releases Owner's locks on a shard (it rolled back).
+type UnlockArgs struct {
+	Shard uint64
+	Owner uint64
+}
+
+// UnlockReply answers UnlockArgs.
+type UnlockReply struct {
+	Status Status
+	Leader uint64
+	Err    string
+}
+
+// DropArgs asks a shard's leader to remove the keys under Prefix, as of Ts.
+type DropArgs struct {
+	Shard  uint64
+	Ts     uint64
+	Prefix []byte
+}
+
+// DropReply answers DropArgs.
+type DropReply struct {
+	Status Status
+	Leader uint64
+	Err    string
+}
+
+// OldestSnapshotArgs asks a node for the snapshot timestamp of its oldest
+// open transaction.
+type OldestSnapshotArgs struct{}
+
+// OldestSnapshotReply answers OldestSnapshotArgs: 0 while a transaction
+// is being given its timestamp, MaxUint64 if none is open.
+type OldestSnapshotReply struct{ Oldest uint64 }
+
 // TimestampArgs asks the elected oracle for N timestamps.
 type TimestampArgs struct{ N int }
 
@@ -116,6 +170,30 @@ func (s *peerService) CommitStatus(a *CommitStatusArgs, r *CommitStatusReply) er
 	return nil
 }
 
+func (s *peerService) Lock(a *LockArgs, r *LockReply) error {
+	ctx, cancel := s.n.requestContext()
+	defer cancel()
+	*r = s.n.serveLock(ctx, a)
+	return nil
+}
+
+func (s *peerService) Unlock(a *UnlockArgs, r *UnlockReply) error {
+	*r = s.n.serveUnlock(a)
+	return nil
+}
+
+func (s *peerService) Drop(a *DropArgs, r *DropReply) error {
+	ctx, cancel := s.n.requestContext()
+	defer cancel()
+	*r = s.n.serveDrop(ctx, a)
+	return nil
+}
+
+func (s *peerService) OldestSnapshot(_ *OldestSnapshotArgs, r *OldestSnapshotReply) error {
+	r.Oldest = s.n.snaps.oldest()
+	return nil
+}
+
 func (s *peerService) Timestamp(a *TimestampArgs, r *TimestampReply) error {
 	ctx, cancel := s.n.requestContext()
 	defer cancel()
@@ -148,6 +226,8 @@ func statusOf(err error) (Status, uint64, string) {
 		return StatusNoReplica, 0, ""
 	case errors.Is(err, errWrongShard):
 		return StatusWrongShard, 0, err.Error()
+	case errors.Is(err, kvcluster.ErrDeadlock):
+		return StatusDeadlock, 0, err.Error()
 	case errors.Is(err, errRetryTs):
 		return StatusRetryTs, 0, ""
 	case errors.Is(err, errAmbiguous):
@@ -178,6 +258,44 @@ func (n *Node) serveCommit(ctx context.Context, a *CommitArgs) CommitReply {
 	}
 	var reply CommitReply
 	reply.Status, reply.Leader, reply.Err = statusOf(err)
+	return reply
+}
+
+func (n *Node) serveLock(ctx context.Context, a *LockArgs) LockReply {
+	r := n.replica(a.Shard)
+	if r == nil {
+		return LockReply{Status: StatusNoReplica}
+	}
+	var reply LockReply
+	var err error
+	reply.Value, reply.Found, reply.LockTs, err = r.lock(ctx, a.Key, a.Owner)
+	reply.Status, reply.Leader, reply.Err = statusOf(err)
+	return reply
+}
+
+func (n *Node) serveUnlock(a *UnlockArgs) UnlockReply {
+	r := n.replica(a.Shard)
+	if r == nil {
+		return UnlockReply{Status: StatusNoReplica}
+	}
+	r.mu.Lock()
+	err := r.leaderCheckLocked()
+	r.mu.Unlock()
+	if err == nil {
+		r.unlock(a.Owner)
+	}
+	var reply UnlockReply
+	reply.Status, reply.Leader, reply.Err = statusOf(err)
+	return reply
+}
+
+func (n *Node) serveDrop(ctx context.Context, a *DropArgs) DropReply {
+	r := n.replica(a.Shard)
+	if r == nil {
+		return DropReply{Status: StatusNoReplica}
+	}
+	var reply DropReply
+	reply.Status, reply.Leader, reply.Err = statusOf(r.dropPrefix(ctx, a.Prefix, a.Ts))
 	return reply
 }
 

@@ -218,6 +218,18 @@ func (m *shardMap) lookupBefore(ctx context.Context, key []byte) (shardDesc, err
 	}
 }
 
+// byID returns the shard with id.
+func (m *shardMap) byID(id uint64) (shardDesc, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, d := range m.shards {
+		if d.ID == id {
+			return d, nil
+		}
+	}
+	return shardDesc{}, fmt.Errorf("raft: shard %d is not in the map", id)
+}
+
 // leader returns the last known leader of a shard (0 if none).
 func (m *shardMap) leader(shard uint64) uint64 {
 	m.mu.Lock()

@@ -57,8 +57,8 @@ const (
 )
 
 // apply applies a commit entry: it conflicts if any key it writes has a
-// version newer than its snapshot, and otherwise writes every key at its
-// commit timestamp.
+// version newer than its snapshot (or, for a key it locked, than the lock
+// read), and otherwise writes every key at its commit timestamp.
 //
 // A big entry is written in several Badger transactions, and the state
 // machine is not synced, so a crash can leave an entry partly applied;
@@ -85,8 +85,8 @@ func (sm *stateMachine) apply(e *commitEntry) (outcome, error) {
 	}
 	rtxn.Discard()
 	if !resume {
-		for _, ts := range latest {
-			if ts > e.StartTs {
+		for i, ts := range latest {
+			if ts > max(e.StartTs, e.Writes[i].LockTs) {
 				return conflict, nil
 			}
 		}
@@ -119,6 +119,54 @@ func setOrDelete(wtxn *badger.Txn, w mutation) error {
 		return wtxn.Delete(w.Key)
 	}
 	return wtxn.Set(w.Key, w.Value)
+}
+
+// drop removes the keys under prefix that lie in [start, end) (a nil end
+// is no bound). When the prefix lies wholly in the span, Badger drops
+// every version at once; otherwise each live key in the overlap gets a
+// deletion at ts.
+func (sm *stateMachine) drop(prefix, start, end []byte, ts uint64) error {
+	pend := prefixEnd(prefix)
+	if bytes.Compare(prefix, start) >= 0 && (end == nil || (pend != nil && bytes.Compare(pend, end) <= 0)) {
+		if err := sm.db.DropPrefix(prefix); err != nil {
+			return storeErr("drop prefix", err)
+		}
+		return nil
+	}
+	lo, hi := prefix, pend
+	if bytes.Compare(start, lo) > 0 {
+		lo = start
+	}
+	if end != nil && (hi == nil || bytes.Compare(end, hi) < 0) {
+		hi = end
+	}
+	var keys [][]byte
+	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
+	it := rtxn.NewIterator(badger.IteratorOptions{})
+	for it.Seek(lo); it.Valid() && (hi == nil || bytes.Compare(it.Item().Key(), hi) < 0); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	rtxn.Discard()
+	writes := make([]mutation, len(keys))
+	for i, k := range keys {
+		writes[i] = mutation{Key: k, Delete: true}
+	}
+	_, err := sm.apply(&commitEntry{StartTs: math.MaxUint64 - 1, CommitTs: ts, Writes: writes})
+	return err
+}
+
+// prefixEnd is the first key after every key starting with prefix (nil
+// if there is none).
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
 }
 
 // latestVersion returns the timestamp of key's newest version, a deletion

@@ -236,6 +236,9 @@ type DescriptorCache struct {
 	m      map[string]*Table
 	byName map[string]namedTable
 
+	// namesOff turns the name layer off: other nodes write descriptors
+	// too, and the generation only sees this node's writes.
+	namesOff bool
 	gen      atomic.Uint64
 	inflight atomic.Int64
 	wmu      sync.Mutex
@@ -261,7 +264,7 @@ func (dc *DescriptorCache) Begin(begin func() (kvcluster.Txn, error)) (kvcluster
 	if err != nil {
 		return nil, Snapshot{}, err
 	}
-	ok := dc.inflight.Load() == 0 && dc.gen.Load() == g
+	ok := !dc.namesOff && dc.inflight.Load() == 0 && dc.gen.Load() == g
 	return txn, Snapshot{gen: g, ok: ok}, nil
 }
 
@@ -306,9 +309,11 @@ func (dc *DescriptorCache) remember(key []byte, gen uint64, t *Table) {
 // descriptorCacheMax bounds the cache; past it the cache starts over.
 const descriptorCacheMax = 8192
 
-// NewDescriptorCache returns an empty cache.
-func NewDescriptorCache() *DescriptorCache {
-	return &DescriptorCache{m: map[string]*Table{}, byName: map[string]namedTable{}, writers: map[kvcluster.Txn]bool{}}
+// NewDescriptorCache returns an empty cache. With shared set (the store
+// is a cluster's: kvcluster.SharedStore) only the decoded layer is used;
+// every transaction reads its descriptors from the store.
+func NewDescriptorCache(shared bool) *DescriptorCache {
+	return &DescriptorCache{m: map[string]*Table{}, byName: map[string]namedTable{}, writers: map[kvcluster.Txn]bool{}, namesOff: shared}
 }
 
 func (dc *DescriptorCache) decode(b []byte) (*Table, error) {

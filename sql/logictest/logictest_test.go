@@ -33,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shaledb/shaledb/benchmarks/pgserver"
+	"github.com/shaledb/shaledb/replication/etcdtest"
 	"github.com/shaledb/shaledb/server"
 )
 
@@ -174,30 +176,84 @@ func (o *outcome) setError(err error) {
 }
 
 func TestLogic(t *testing.T) {
+	forEachFile(t, func(t *testing.T, path, name string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		node, err := server.Start(ctx, server.Config{InMemory: true, Listen: "127.0.0.1:0", AdminPassword: "pw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer node.Shutdown(context.Background())
+		runFile(t, path, name, []string{node.Addr().String()})
+	})
+}
+
+// TestLogicCluster runs every file against a fresh 3-node cluster
+// (kvcluster/raft, metadata in a real etcd): the admin session on one
+// node, each further session on the next node round the ring, so
+// statements reach shard leaders through other nodes.
+func TestLogicCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster per file")
+	}
+	forEachFile(t, func(t *testing.T, path, name string) {
+		runFile(t, path, name, startCluster(t))
+	})
+}
+
+// startCluster starts etcd and three server nodes in cluster mode and
+// returns their PostgreSQL addresses.
+func startCluster(t *testing.T) []string {
+	t.Helper()
+	endpoint := etcdtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nodes := make([]*server.Node, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = server.Start(ctx, server.Config{
+				DataDir: t.TempDir(), Listen: "127.0.0.1:0", AdminPassword: "pw",
+				Cluster: &server.ClusterConfig{PeerListen: "127.0.0.1:0", Etcd: []string{endpoint}, Region: fmt.Sprintf("r%d", i+1)},
+			})
+		}()
+	}
+	wg.Wait()
+	var addrs []string
+	for i, n := range nodes {
+		if errs[i] != nil {
+			t.Fatalf("start cluster node %d: %v", i, errs[i])
+		}
+		t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+		addrs = append(addrs, n.Addr().String())
+	}
+	return addrs
+}
+
+func forEachFile(t *testing.T, fn func(t *testing.T, path, name string)) {
 	files, err := filepath.Glob("testdata/*.test")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no test files: %v", err)
 	}
 	for _, path := range files {
 		name := strings.TrimSuffix(filepath.Base(path), ".test")
-		t.Run(name, func(t *testing.T) { runFile(t, path, name) })
+		t.Run(name, func(t *testing.T) { fn(t, path, name) })
 	}
 }
 
-func runFile(t *testing.T, path, name string) {
+// runFile runs one file's blocks against ShaleDB (sessions on addrs, in
+// turn) and PostgreSQL, comparing results.
+func runFile(t *testing.T, path, name string, addrs []string) {
 	blocks, err := parseFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-
-	node, err := server.Start(ctx, server.Config{InMemory: true, Listen: "127.0.0.1:0", AdminPassword: "pw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Shutdown(context.Background())
-	shale, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://admin:pw@%s/system?sslmode=disable", node.Addr()))
+	shale, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://admin:pw@%s/system?sslmode=disable", addrs[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +280,8 @@ func runFile(t *testing.T, path, name string) {
 				if len(f) > 2 {
 					pw = f[2]
 				}
-				sc, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/system?sslmode=disable", f[1], pw, node.Addr()))
+				addr := addrs[len(conns)%len(addrs)]
+				sc, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/system?sslmode=disable", f[1], pw, addr))
 				if err != nil {
 					t.Fatalf("%s:%d: connect to ShaleDB as %s: %v", path, b.line, f[1], err)
 				}

@@ -73,7 +73,8 @@ const parseCacheMax = 4096
 
 // NewEngine returns an engine over kv.
 func NewEngine(kv kvcluster.KvCluster, now func() time.Time) *Engine {
-	e := &Engine{KV: kv, Now: now, parsed: map[string]*pg.ParseResult{}, descs: catalog.NewDescriptorCache()}
+	_, shared := kv.(kvcluster.SharedStore)
+	e := &Engine{KV: kv, Now: now, parsed: map[string]*pg.ParseResult{}, descs: catalog.NewDescriptorCache(shared)}
 	e.seqs.kv = kv
 	e.seqs.cached = map[seqKey]*seqBlock{}
 	return e

@@ -1,0 +1,84 @@
+package raft_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/kvcluster/raft/rafttest"
+)
+
+// TestDropPrefixAndWait checks the optional KvCluster interfaces across
+// nodes: DropPrefix through one node removes the prefix's keys and
+// nothing else for every node, and WaitForOlderSnapshots on one node
+// waits for an older transaction open on another.
+func TestDropPrefixAndWait(t *testing.T) {
+	c := rafttest.Start(t, rafttest.Options{Nodes: 3})
+	ctx := context.Background()
+	for _, p := range []string{"a", "ab", "b"} {
+		err := kvcluster.Update(ctx, c.KV(0), 1, func(txn kvcluster.Txn) error {
+			for i := 0; i < 300; i++ {
+				if err := txn.Put(ctx, fmt.Appendf(nil, "%s/%04d", p, i), []byte("v")); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.KV(1).DropPrefix(ctx, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.KV(1).DropPrefix(ctx, nil); !errors.Is(err, kvcluster.ErrInvalidArgument) {
+		t.Fatalf("empty prefix: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		var got []kvcluster.KeyValue
+		err := kvcluster.View(ctx, c.KV(i), func(txn kvcluster.Txn) error {
+			var err error
+			got, err = txn.Scan(ctx, []byte("a"), []byte("c"), kvcluster.ScanOptions{Limit: 1000})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 300 || string(got[0].Key) != "b/0000" {
+			t.Fatalf("through node %d after the drop: %d keys", i, len(got))
+		}
+	}
+
+	old, err := c.KV(2).Begin(ctx, kvcluster.TxnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kvcluster.Update(ctx, c.KV(0), 1, func(txn kvcluster.Txn) error { return txn.Put(ctx, []byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.KV(0).WaitForOlderSnapshots(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	later, err := c.KV(1).Begin(ctx, kvcluster.TxnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Rollback()
+	select {
+	case err := <-done:
+		t.Fatalf("returned while an older snapshot was open on another node: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	old.Rollback()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting after the older transaction ended (a newer one is open)")
+	}
+}

@@ -1,0 +1,154 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shaledb/shaledb/kvcluster"
+)
+
+// Row locks (kvcluster.LockingTxn) live on the shard's leader, in memory.
+//
+// A lock is owned by a transaction, named by its snapshot timestamp (the
+// oracle hands each out once). A transaction waits for one lock at a time,
+// so the waits on one leader form chains; a wait whose chain leads back to
+// the waiter would deadlock and fails at once. (Waits on different shards'
+// leaders are not joined up: such a cycle ends when a waiter's context
+// does.)
+//
+// After taking a lock the leader reads the key's latest value as of a
+// fresh timestamp lockTs, resolved like any read, and returns both. The
+// transaction's commit then checks the key for writes after lockTs, not
+// after its snapshot. Locks are released when the holder's commit has been
+// applied, or when it rolls back. A new leader starts with no locks; a
+// writer that lost its lock that way still cannot overwrite a commit it
+// did not see, since the check after lockTs stands.
+type lockTable struct {
+	locks   map[string]*rowLock
+	waiting map[uint64]*rowLock  // owner → the lock it waits for
+	held    map[uint64][]string  // owner → the keys it holds
+	ended   map[uint64]time.Time // owners that ended: late acquisitions give up
+}
+
+type rowLock struct {
+	holder uint64
+	free   chan struct{} // closed on release
+}
+
+// endedKeep is how long an ended owner is remembered.
+const endedKeep = time.Minute
+
+var errOwnerEnded = errors.New("raft: the transaction already ended")
+
+func (lt *lockTable) init() {
+	if lt.locks == nil {
+		lt.locks = make(map[string]*rowLock)
+		lt.waiting = make(map[uint64]*rowLock)
+		lt.held = make(map[uint64][]string)
+		lt.ended = make(map[uint64]time.Time)
+	}
+}
+
+// deadlocks reports whether owner waiting for l would close a cycle.
+func (lt *lockTable) deadlocks(owner uint64, l *rowLock) bool {
+	for seen := 0; l != nil && seen < 1<<16; seen++ {
+		if l.holder == owner {
+			return true
+		}
+		l = lt.waiting[l.holder]
+	}
+	return false
+}
+
+// release frees every lock owner holds and remembers it ended.
+func (lt *lockTable) release(owner uint64) {
+	lt.init()
+	for _, k := range lt.held[owner] {
+		if l := lt.locks[k]; l != nil && l.holder == owner {
+			delete(lt.locks, k)
+			close(l.free)
+		}
+	}
+	delete(lt.held, owner)
+	now := time.Now()
+	lt.ended[owner] = now
+	for o, at := range lt.ended {
+		if now.Sub(at) > endedKeep {
+			delete(lt.ended, o)
+		}
+	}
+}
+
+// reset drops every lock, when leadership is lost.
+func (lt *lockTable) reset() {
+	for _, l := range lt.locks {
+		close(l.free)
+	}
+	*lt = lockTable{}
+}
+
+// lock takes key's lock for owner, waiting for its holder, then reads the
+// key's latest value as of a fresh timestamp, which it returns.
+func (r *replica) lock(ctx context.Context, key []byte, owner uint64) (value []byte, found bool, lockTs uint64, err error) {
+	for {
+		r.mu.Lock()
+		if err := r.leaderCheckLocked(); err != nil {
+			r.mu.Unlock()
+			return nil, false, 0, err
+		}
+		if !r.inSpanLocked(key) {
+			r.mu.Unlock()
+			return nil, false, 0, fmt.Errorf("%w: key %q", errWrongShard, key)
+		}
+		lt := &r.locks
+		lt.init()
+		if _, gone := lt.ended[owner]; gone {
+			r.mu.Unlock()
+			return nil, false, 0, errOwnerEnded
+		}
+		l := lt.locks[string(key)]
+		if l == nil {
+			lt.locks[string(key)] = &rowLock{holder: owner, free: make(chan struct{})}
+			lt.held[owner] = append(lt.held[owner], string(key))
+			r.mu.Unlock()
+			break
+		}
+		if l.holder == owner {
+			r.mu.Unlock()
+			break
+		}
+		if lt.deadlocks(owner, l) {
+			r.mu.Unlock()
+			return nil, false, 0, fmt.Errorf("raft: lock: %w", kvcluster.ErrDeadlock)
+		}
+		lt.waiting[owner] = l
+		r.mu.Unlock()
+		select {
+		case <-l.free:
+		case <-ctx.Done():
+		}
+		r.mu.Lock()
+		if r.locks.waiting != nil && r.locks.waiting[owner] == l {
+			delete(r.locks.waiting, owner)
+		}
+		r.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return nil, false, 0, err
+		}
+	}
+	if lockTs, err = r.n.timestamp(ctx); err == nil {
+		if err = r.resolve(ctx, lockTs); err == nil {
+			value, found, err = r.n.sm.get(lockTs, key)
+		}
+	}
+	return value, found, lockTs, err
+}
+
+// unlock releases owner's locks.
+func (r *replica) unlock(owner uint64) {
+	r.mu.Lock()
+	r.locks.release(owner)
+	r.mu.Unlock()
+}

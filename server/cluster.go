@@ -1,0 +1,57 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/shaledb/shaledb/kvcluster/raft"
+)
+
+// clusterMember is the store of a cluster node: the node's KvCluster,
+// closing which also stops the node and its etcd client.
+type clusterMember struct {
+	*raft.KV
+	node *raft.Node
+	etcd *clientv3.Client
+}
+
+// joinCluster starts this process's node of the cluster cfg.Cluster names.
+func joinCluster(ctx context.Context, cfg Config) (*clusterMember, error) {
+	cc := cfg.Cluster
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: cc.Etcd, DialTimeout: 5 * time.Second, Context: context.WithoutCancel(ctx)})
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd %v: %w", cc.Etcd, err)
+	}
+	// Fail early and clearly when etcd is not there.
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = etcd.Status(sctx, cc.Etcd[0])
+	cancel()
+	if err != nil {
+		etcd.Close()
+		return nil, fmt.Errorf("etcd at %v does not answer: %w", cc.Etcd, err)
+	}
+	node, err := raft.Start(ctx, raft.Options{
+		DataDir:           cfg.DataDir,
+		PeerListen:        cc.PeerListen,
+		Addr:              cfg.Listen,
+		Region:            cc.Region,
+		Etcd:              etcd,
+		Cluster:           cc.Name,
+		ReplicationFactor: cc.ReplicationFactor,
+		Logger:            cfg.Logger,
+	})
+	if err != nil {
+		etcd.Close()
+		return nil, err
+	}
+	return &clusterMember{KV: node.KV(), node: node, etcd: etcd}, nil
+}
+
+// Close closes the KvCluster, stops the node and closes the etcd client.
+func (m *clusterMember) Close() error {
+	return errors.Join(m.KV.Close(), m.node.Close(), m.etcd.Close())
+}
