@@ -66,6 +66,12 @@ cluster: build ## start etcd and a 3-node cluster on loopback in $(CLUSTER_DIR),
 cluster-stop: ## stop the cluster `make cluster` started (its data stays in $(CLUSTER_DIR))
 	scripts/cluster.sh stop $(CLUSTER_DIR)
 
+CHAOS_DURATION ?= 60s
+
+.PHONY: chaos
+chaos: deps ## linearizability (porcupine) and failover checks on a 3-node cluster for $(CHAOS_DURATION)
+	SHALEDB_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -race -count=1 -timeout 30m -v -run 'TestLinearizable|TestFailover' ./kvcluster/raft
+
 .PHONY: test
 test: deps lint ## vet, format check, short fuzzing, all tests with -race
 	@for t in $(FUZZ_TARGETS); do \

@@ -61,7 +61,11 @@ var tenantsColumns = []catalog.Column{
 
 // View implements session.Admin.
 func (a admin) View(name string) (*catalog.Table, bool) {
-	if name != "tenants" {
+	switch name {
+	case "shards":
+		return a.shardsView(), true
+	case "tenants":
+	default:
 		return nil, false
 	}
 	m := a.n.tenants

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -620,6 +621,7 @@ func (r *CommitReply) result() (Status, uint64)       { return r.Status, r.Leade
 func (r *CommitStatusReply) result() (Status, uint64) { return r.Status, r.Leader }
 func (r *DropReply) result() (Status, uint64)         { return r.Status, r.Leader }
 func (r *LockReply) result() (Status, uint64)         { return r.Status, r.Leader }
+func (r *ShardStatsReply) result() (Status, uint64)   { return r.Status, r.Leader }
 func (r *UnlockReply) result() (Status, uint64)       { return r.Status, r.Leader }
 
 // SharedWithOtherNodes says every node of the cluster writes the store.
@@ -762,4 +764,40 @@ func (s *snapshots) oldest() uint64 {
 		oldest = min(oldest, ts)
 	}
 	return oldest
+}
+
+// ShardInfo describes one shard of the cluster.
+type ShardInfo struct {
+	ID        uint64
+	Start     []byte
+	End       []byte // nil: the end of the key space
+	Replicas  []uint64
+	Leader    uint64 // 0 when no leader answered
+	SizeBytes int64  // keys and values of the latest versions
+	Keys      int64
+}
+
+// Shards lists every shard of the cluster, in key order, asking each
+// shard's leader for its size.
+func (kv *KV) Shards(ctx context.Context) ([]ShardInfo, error) {
+	n := kv.n
+	n.shards.mu.Lock()
+	descs := slices.Clone(n.shards.shards)
+	n.shards.mu.Unlock()
+	out := make([]ShardInfo, 0, len(descs))
+	for _, d := range descs {
+		info := ShardInfo{ID: d.ID, Start: d.Start, End: d.End, Replicas: d.Replicas}
+		a := &ShardStatsArgs{Shard: d.ID}
+		var reply ShardStatsReply
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := n.onLeader(sctx, d, "ShardStats", a, &reply, func() { reply = n.serveShardStats(a) })
+		cancel()
+		if err == nil && reply.Status == StatusOK {
+			info.Leader, info.SizeBytes, info.Keys = reply.Leader, reply.SizeBytes, reply.Keys
+		} else if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		out = append(out, info)
+	}
+	return out, nil
 }

@@ -111,6 +111,20 @@ type UnlockReply struct {
 	Err    string
 }
 
+// ShardStatsArgs asks a shard's leader about the shard.
+type ShardStatsArgs struct{ Shard uint64 }
+
+// ShardStatsReply answers ShardStatsArgs: the leader's id (in Leader when
+// Status is StatusOK too) and the shard's size.
+type ShardStatsReply struct {
+	Status    Status
+	Leader    uint64
+	Err       string
+	SizeBytes int64
+	Keys      int64
+	Applied   uint64
+}
+
 // DropArgs asks a shard's leader to remove the keys under Prefix, as of Ts.
 type DropArgs struct {
 	Shard  uint64
@@ -179,6 +193,11 @@ func (s *peerService) Lock(a *LockArgs, r *LockReply) error {
 
 func (s *peerService) Unlock(a *UnlockArgs, r *UnlockReply) error {
 	*r = s.n.serveUnlock(a)
+	return nil
+}
+
+func (s *peerService) ShardStats(a *ShardStatsArgs, r *ShardStatsReply) error {
+	*r = s.n.serveShardStats(a)
 	return nil
 }
 
@@ -286,6 +305,28 @@ func (n *Node) serveUnlock(a *UnlockArgs) UnlockReply {
 	}
 	var reply UnlockReply
 	reply.Status, reply.Leader, reply.Err = statusOf(err)
+	return reply
+}
+
+func (n *Node) serveShardStats(a *ShardStatsArgs) ShardStatsReply {
+	r := n.replica(a.Shard)
+	if r == nil {
+		return ShardStatsReply{Status: StatusNoReplica}
+	}
+	r.mu.Lock()
+	err := r.leaderCheckLocked()
+	start, end, applied := r.desc.Start, r.desc.End, r.applied
+	r.mu.Unlock()
+	var reply ShardStatsReply
+	if err == nil {
+		reply.Leader, reply.Applied = n.id, applied
+		reply.SizeBytes, reply.Keys, err = n.sm.size(start, end)
+	}
+	st, leader, msg := statusOf(err)
+	reply.Status, reply.Err = st, msg
+	if st != StatusOK {
+		reply.Leader = leader
+	}
 	return reply
 }
 

@@ -156,6 +156,24 @@ func (sm *stateMachine) drop(prefix, start, end []byte, ts uint64) error {
 	return err
 }
 
+// size sums the keys and values of the latest live versions in [start,
+// end), as Badger estimates them (a logical size, not on-disk bytes).
+func (sm *stateMachine) size(start, end []byte) (total, keys int64, err error) {
+	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
+	defer rtxn.Discard()
+	it := rtxn.NewIterator(badger.IteratorOptions{})
+	defer it.Close()
+	for it.Seek(start); it.Valid(); it.Next() {
+		item := it.Item()
+		if end != nil && bytes.Compare(item.Key(), end) >= 0 {
+			break
+		}
+		total += int64(len(item.Key())) + item.ValueSize()
+		keys++
+	}
+	return total, keys, nil
+}
+
 // prefixEnd is the first key after every key starting with prefix (nil
 // if there is none).
 func prefixEnd(prefix []byte) []byte {

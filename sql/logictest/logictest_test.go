@@ -34,15 +34,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shaledb/shaledb/benchmarks/pgserver"
-	"github.com/shaledb/shaledb/replication/etcdtest"
 	"github.com/shaledb/shaledb/server"
+	"github.com/shaledb/shaledb/server/servertest"
 )
 
 var oracle *pgserver.Server
@@ -201,33 +200,11 @@ func TestLogicCluster(t *testing.T) {
 	})
 }
 
-// startCluster starts etcd and three server nodes in cluster mode and
-// returns their PostgreSQL addresses.
+// startCluster starts a 3-node cluster and returns its nodes' PostgreSQL
+// addresses.
 func startCluster(t *testing.T) []string {
-	t.Helper()
-	endpoint := etcdtest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nodes := make([]*server.Node, 3)
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nodes[i], errs[i] = server.Start(ctx, server.Config{
-				DataDir: t.TempDir(), Listen: "127.0.0.1:0", AdminPassword: "pw",
-				Cluster: &server.ClusterConfig{PeerListen: "127.0.0.1:0", Etcd: []string{endpoint}, Region: fmt.Sprintf("r%d", i+1)},
-			})
-		}()
-	}
-	wg.Wait()
 	var addrs []string
-	for i, n := range nodes {
-		if errs[i] != nil {
-			t.Fatalf("start cluster node %d: %v", i, errs[i])
-		}
-		t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+	for _, n := range servertest.StartCluster(t, 3, "pw") {
 		addrs = append(addrs, n.Addr().String())
 	}
 	return addrs

@@ -1,0 +1,182 @@
+package raft_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/kvcluster/raft/rafttest"
+)
+
+// kvInput is one operation of the history: a read, or a write of value.
+type kvInput struct {
+	key   string
+	write bool
+	value string
+}
+
+// kvOutput is what a read returned ("" for absent).
+type kvOutput struct{ value string }
+
+// registerModel is a map of registers, checked per key.
+var registerModel = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byKey := map[string][]porcupine.Operation{}
+		for _, op := range history {
+			k := op.Input.(kvInput).key
+			byKey[k] = append(byKey[k], op)
+		}
+		var out [][]porcupine.Operation
+		for _, ops := range byKey {
+			out = append(out, ops)
+		}
+		return out
+	},
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		in := input.(kvInput)
+		if in.write {
+			return true, in.value
+		}
+		return output.(kvOutput).value == state.(string), state
+	},
+	DescribeOperation: func(input, output any) string {
+		in := input.(kvInput)
+		if in.write {
+			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
+		}
+		return fmt.Sprintf("get(%s) -> %q", in.key, output.(kvOutput).value)
+	},
+}
+
+// TestLinearizable records a history of single-key reads and writes by
+// concurrent clients through every node while nodes are stopped and
+// restarted one at a time, and checks it with porcupine against a map of
+// registers. A write whose commit failed ambiguously may have happened at
+// any time after it was called; one that failed for sure is left out.
+// SHALEDB_CHAOS_DURATION (e.g. 60s; make chaos) runs it longer.
+func TestLinearizable(t *testing.T) {
+	duration := 3 * time.Second
+	if v := os.Getenv("SHALEDB_CHAOS_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("SHALEDB_CHAOS_DURATION: %v", err)
+		}
+		duration = d
+	}
+	c := rafttest.Start(t, rafttest.Options{Nodes: 3})
+	start := time.Now()
+	now := func() int64 { return int64(time.Since(start)) }
+
+	var mu sync.Mutex
+	var history []porcupine.Operation
+	record := func(op porcupine.Operation) {
+		mu.Lock()
+		history = append(history, op)
+		mu.Unlock()
+	}
+	var stats struct{ ok, failed, ambiguous, restarts atomic.Int64 }
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var seq atomic.Int64
+	for client := 0; client < 6; client++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(client), 7))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				node := c.Node(rng.IntN(3))
+				if node == nil {
+					continue // stopped: pick another
+				}
+				kv := node.KV()
+				in := kvInput{key: fmt.Sprintf("lin/%d", rng.IntN(4))}
+				if rng.IntN(2) == 0 {
+					in.write, in.value = true, fmt.Sprint(seq.Add(1))
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				call := now()
+				out, err, ambiguous := runOp(ctx, kv, in)
+				ret := now()
+				cancel()
+				switch {
+				case err == nil:
+					stats.ok.Add(1)
+					record(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
+				case ambiguous:
+					// It may have taken effect at any time after the call.
+					stats.ambiguous.Add(1)
+					record(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: kvOutput{}, Return: math.MaxInt64})
+				default:
+					stats.failed.Add(1)
+				}
+			}
+		}()
+	}
+	// Faults: stop a node, let the others carry on, restart it.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for deadline := time.Now().Add(duration); time.Now().Before(deadline); {
+		time.Sleep(time.Duration(300+rng.IntN(500)) * time.Millisecond)
+		i := rng.IntN(3)
+		c.StopNode(i)
+		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
+		if err := c.StartNode(i); err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatal(err)
+		}
+		stats.restarts.Add(1)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d operations acknowledged, %d failed, %d ambiguous, %d node restarts",
+		stats.ok.Load(), stats.failed.Load(), stats.ambiguous.Load(), stats.restarts.Load())
+	if stats.ok.Load() < 100 {
+		t.Fatalf("only %d operations succeeded", stats.ok.Load())
+	}
+	res, info := porcupine.CheckOperationsVerbose(registerModel, history, time.Minute)
+	if res == porcupine.Illegal {
+		path := t.TempDir() + "/history.html"
+		if err := porcupine.VisualizePath(registerModel, info, path); err == nil {
+			t.Logf("visualization: %s", path)
+		}
+		t.Fatal("the history is not linearizable")
+	}
+	if res != porcupine.Ok {
+		t.Fatalf("porcupine: %s", res)
+	}
+}
+
+// runOp runs one operation in a transaction of its own. ambiguous reports
+// a write whose commit failed without saying whether it took effect.
+func runOp(ctx context.Context, kv kvcluster.KvCluster, in kvInput) (out kvOutput, err error, ambiguous bool) {
+	txn, err := kv.Begin(ctx, kvcluster.TxnOptions{ReadOnly: !in.write})
+	if err != nil {
+		return out, err, false
+	}
+	defer txn.Rollback()
+	if !in.write {
+		v, _, err := txn.Get(ctx, []byte(in.key))
+		return kvOutput{value: string(v)}, err, false
+	}
+	if err := txn.Put(ctx, []byte(in.key), []byte(in.value)); err != nil {
+		return out, err, false
+	}
+	err = txn.Commit(ctx)
+	return out, err, err != nil && !kvcluster.IsRetryable(err)
+}
