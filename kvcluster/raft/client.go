@@ -122,7 +122,7 @@ func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, erro
 	case StatusDeadlock:
 		return nil, false, fmt.Errorf("raft: lock %q: %w", key, kvcluster.ErrDeadlock)
 	default:
-		return nil, false, fmt.Errorf("raft: lock %q: %s", key, reply.Err)
+		return nil, false, replyErr(ctx, reply.Err, "lock %q", key)
 	}
 	t.lockTs[string(key)] = reply.LockTs
 	// Our own write wins over anything committed.
@@ -213,7 +213,7 @@ func (t *txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 		case StatusWrongShard:
 			continue
 		}
-		return nil, false, fmt.Errorf("raft: read shard %d: %s", d.ID, reply.Err)
+		return nil, false, replyErr(ctx, reply.Err, "read shard %d", d.ID)
 	}
 }
 
@@ -365,7 +365,7 @@ func (t *txn) scanStored(ctx context.Context, lo, hi []byte, limit int, reverse 
 		case StatusWrongShard:
 			continue
 		default:
-			return nil, fmt.Errorf("raft: scan shard %d: %s", d.ID, reply.Err)
+			return nil, replyErr(ctx, reply.Err, "scan shard %d", d.ID)
 		}
 		out = append(out, reply.KVs...)
 		if reverse {
@@ -663,7 +663,7 @@ func (kv *KV) DropPrefix(ctx context.Context, prefix []byte) error {
 		case StatusWrongShard:
 			continue
 		default:
-			return fmt.Errorf("raft: drop prefix on shard %d: %s", d.ID, reply.Err)
+			return replyErr(ctx, reply.Err, "drop prefix on shard %d", d.ID)
 		}
 		if d.End == nil || (hi != nil && bytes.Compare(d.End, hi) >= 0) {
 			return nil
@@ -800,4 +800,14 @@ func (kv *KV) Shards(ctx context.Context) ([]ShardInfo, error) {
 		out = append(out, info)
 	}
 	return out, nil
+}
+
+// replyErr is the error for a replica's StatusError reply: ctx's error
+// when ctx ended (a local call ran under it), else the replica's message.
+func replyErr(ctx context.Context, msg, format string, args ...any) error {
+	what := fmt.Sprintf(format, args...)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("raft: %s: %w", what, err)
+	}
+	return fmt.Errorf("raft: %s: %s", what, msg)
 }

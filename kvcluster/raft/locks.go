@@ -30,6 +30,13 @@ type lockTable struct {
 	waiting map[uint64]*rowLock  // owner → the lock it waits for
 	held    map[uint64][]string  // owner → the keys it holds
 	ended   map[uint64]time.Time // owners that ended: late acquisitions give up
+	endedQ  []endedOwner         // the same, oldest first, for pruning
+	endedAt int                  // endedQ[:endedAt] are pruned
+}
+
+type endedOwner struct {
+	owner uint64
+	at    time.Time
 }
 
 type rowLock struct {
@@ -74,10 +81,16 @@ func (lt *lockTable) release(owner uint64) {
 	delete(lt.held, owner)
 	now := time.Now()
 	lt.ended[owner] = now
-	for o, at := range lt.ended {
-		if now.Sub(at) > endedKeep {
-			delete(lt.ended, o)
+	lt.endedQ = append(lt.endedQ, endedOwner{owner, now})
+	for ; lt.endedAt < len(lt.endedQ) && now.Sub(lt.endedQ[lt.endedAt].at) > endedKeep; lt.endedAt++ {
+		if e := lt.endedQ[lt.endedAt]; lt.ended[e.owner] == e.at {
+			delete(lt.ended, e.owner)
 		}
+	}
+	// Drop the pruned prefix once it is most of the queue: amortized O(1).
+	if lt.endedAt > 1024 && 2*lt.endedAt > len(lt.endedQ) {
+		lt.endedQ = append([]endedOwner(nil), lt.endedQ[lt.endedAt:]...)
+		lt.endedAt = 0
 	}
 }
 

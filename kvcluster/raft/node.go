@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -117,10 +118,12 @@ type Node struct {
 	oracle    *tso.Oracle
 	shards    *shardMap
 	snaps     snapshots
+	tsoLeader atomic.Uint64 // the oracle's node, as last found; 0: unknown
 
 	stopCtx context.Context
 	stop    context.CancelFunc
 	wakeC   chan struct{}
+	applyC  chan applyBatch
 	loopWg  sync.WaitGroup
 
 	mu       sync.Mutex
@@ -174,8 +177,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.oracle = tso.Start(opts.Etcd, opts.Cluster, n.id)
-	n.loopWg.Add(1)
+	n.applyC = make(chan applyBatch, 256)
+	n.loopWg.Add(2)
 	go n.run()
+	go n.applyLoop()
 	if n.shards, err = startShardMap(ctx, n); err != nil {
 		return nil, err
 	}
@@ -358,7 +363,9 @@ func (n *Node) forgetAddr(id uint64) {
 	n.mu.Unlock()
 }
 
-// timestamp returns a fresh timestamp from the cluster's oracle.
+// timestamp returns a fresh timestamp from the cluster's oracle: this
+// node's if it is the elected one, else by a request to the node the
+// election (cached until a request fails) names.
 func (n *Node) timestamp(ctx context.Context) (uint64, error) {
 	for {
 		ts, err := n.oracle.Allocate(ctx, 1)
@@ -368,8 +375,15 @@ func (n *Node) timestamp(ctx context.Context) (uint64, error) {
 		if !errors.Is(err, tso.ErrNotLeader) {
 			return 0, err
 		}
-		leader, err := tso.Leader(ctx, n.opts.Etcd, n.opts.Cluster)
-		if err == nil && leader != n.id {
+		leader := n.tsoLeader.Load()
+		if leader == 0 {
+			var id uint64
+			if id, err = tso.Leader(ctx, n.opts.Etcd, n.opts.Cluster); err == nil {
+				leader = id
+				n.tsoLeader.Store(id)
+			}
+		}
+		if leader != 0 && leader != n.id {
 			var p *peer
 			if p, err = n.transport.peerFor(leader); err == nil {
 				var reply TimestampReply
@@ -378,8 +392,9 @@ func (n *Node) timestamp(ctx context.Context) (uint64, error) {
 				}
 			}
 		}
+		n.tsoLeader.Store(0) // ask the election again
 		select {
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		case <-ctx.Done():
 			return 0, fmt.Errorf("raft: no timestamp oracle: %w (last error: %v)", ctx.Err(), err)
 		}
@@ -405,21 +420,34 @@ func (n *Node) run() {
 			}
 		case <-n.wakeC:
 		}
+		if n.failedErr() != nil {
+			return
+		}
 		if err := n.handleReady(); err != nil {
-			n.mu.Lock()
-			n.failed = err
-			n.mu.Unlock()
-			n.log.Error("raft loop failed; the node stops replicating", "err", err)
+			n.fail(err)
 			return
 		}
 	}
 }
 
 type pendingReady struct {
-	r  *replica
-	rd etcdraft.Ready
+	r      *replica
+	rd     etcdraft.Ready
+	leader bool // the replica led when the Ready was taken
 }
 
+// applyBatch is committed entries of one replica, applied in order by the
+// node's apply goroutine; done, if set, is closed once they are.
+type applyBatch struct {
+	r    *replica
+	ents []raftpb.Entry
+	done chan struct{}
+}
+
+// handleReady takes every replica's Ready, persists them all in one
+// write (synced if any needs it), sends their messages — a leader's
+// before its own write, as raft allows, everyone else's after — and
+// queues their committed entries for the apply goroutine.
 func (n *Node) handleReady() error {
 	var batch []pendingReady
 	var updates []raftlog.Update
@@ -442,10 +470,15 @@ func (n *Node) handleReady() error {
 				}
 			}
 		}
+		leader := r.isLeader
 		r.mu.Unlock()
-		batch = append(batch, pendingReady{r, rd})
+		batch = append(batch, pendingReady{r, rd, leader})
+		if leader {
+			n.transport.send(r.id, rd.Messages)
+		}
 		if !etcdraft.IsEmptyHardState(rd.HardState) || len(rd.Entries) > 0 || !etcdraft.IsEmptySnap(rd.Snapshot) {
-			updates = append(updates, raftlog.Update{Log: r.log, HardState: rd.HardState, Entries: rd.Entries, Snapshot: rd.Snapshot})
+			updates = append(updates, raftlog.Update{Log: r.log, HardState: rd.HardState, Entries: rd.Entries, Snapshot: rd.Snapshot,
+				Unsynced: !rd.MustSync})
 		}
 	}
 	if len(batch) == 0 {
@@ -460,11 +493,29 @@ func (n *Node) handleReady() error {
 		}
 	}
 	for _, p := range batch {
-		n.transport.send(p.r.id, p.rd.Messages)
+		if !p.leader {
+			n.transport.send(p.r.id, p.rd.Messages)
+		}
 	}
 	for _, p := range batch {
-		if err := p.r.apply(p.rd.CommittedEntries); err != nil {
-			return err
+		if ents := p.rd.CommittedEntries; len(ents) > 0 {
+			b := applyBatch{r: p.r, ents: ents}
+			// Raft must see a membership change applied before it goes on.
+			if slices.ContainsFunc(ents, func(e raftpb.Entry) bool { return e.Type != raftpb.EntryNormal }) {
+				b.done = make(chan struct{})
+			}
+			select {
+			case n.applyC <- b:
+			case <-n.stopCtx.Done():
+				return nil
+			}
+			if b.done != nil {
+				select {
+				case <-b.done:
+				case <-n.stopCtx.Done():
+					return nil
+				}
+			}
 		}
 		p.r.mu.Lock()
 		p.r.rn.Advance(p.rd)
@@ -475,6 +526,43 @@ func (n *Node) handleReady() error {
 		}
 	}
 	return nil
+}
+
+// applyLoop applies queued committed entries in order. A failure stops
+// the node's replication: the state machine can no longer follow the log.
+func (n *Node) applyLoop() {
+	defer n.loopWg.Done()
+	for {
+		select {
+		case b := <-n.applyC:
+			if err := b.r.apply(b.ents); err != nil {
+				n.fail(err)
+				return
+			}
+			if b.done != nil {
+				close(b.done)
+			}
+		case <-n.stopCtx.Done():
+			return
+		}
+	}
+}
+
+// fail records a fatal replication error and stops the raft loop.
+func (n *Node) fail(err error) {
+	n.mu.Lock()
+	if n.failed == nil {
+		n.failed = err
+		n.log.Error("replication failed; the node stops replicating", "err", err)
+	}
+	n.mu.Unlock()
+	n.wake()
+}
+
+func (n *Node) failedErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.failed
 }
 
 // ShardStatus is what a node knows of one shard it holds a replica of.

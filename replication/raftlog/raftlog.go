@@ -22,6 +22,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -31,8 +32,9 @@ import (
 
 // Store holds the raft logs of one node.
 type Store struct {
-	db *badger.DB
-	mu sync.Mutex // serializes Write and Compact
+	db       *badger.DB
+	inMemory bool
+	mu       sync.Mutex // serializes Write and Compact
 }
 
 // Options configure a Store.
@@ -45,9 +47,10 @@ type Options struct {
 
 // Open opens (creating if needed) the raft log store in opts.Dir.
 func Open(opts Options) (*Store, error) {
+	// Write syncs explicitly, only when an update needs it.
 	bopts := badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.InMemory).
-		WithSyncWrites(!opts.InMemory).
+		WithSyncWrites(false).
 		WithLogger(nil).
 		WithNumVersionsToKeep(1)
 	if opts.InMemory {
@@ -57,7 +60,7 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: open %s: %w", opts.Dir, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, inMemory: opts.InMemory}, nil
 }
 
 // Close closes the store.
@@ -136,10 +139,15 @@ type Update struct {
 	HardState raftpb.HardState // empty: unchanged
 	Entries   []raftpb.Entry   // appended, replacing any from Entries[0].Index on
 	Snapshot  raftpb.Snapshot  // empty: none
+	// Unsynced says the update need not be on disk when Write returns:
+	// raft.MustSync said so (only the commit index moved). A crash may
+	// lose it; the next synced Write persists it.
+	Unsynced bool
 }
 
-// Write persists every update in one synced transaction (more if they do
-// not fit in one; each is synced before Write returns). Entries replace
+// Write persists every update in one transaction (more if they do not
+// fit in one), synced before Write returns unless every update is
+// Unsynced. Entries replace
 // the log from their first index on, as raft requires after a conflict.
 // A snapshot replaces the whole log up to its index.
 func (s *Store) Write(ctx context.Context, updates []Update) error {
@@ -262,6 +270,11 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 	if err := txn.Commit(); err != nil {
 		return fmt.Errorf("raftlog: write: %w", err)
 	}
+	if !s.inMemory && slices.ContainsFunc(updates, func(u Update) bool { return !u.Unsynced }) {
+		if err := s.db.Sync(); err != nil {
+			return fmt.Errorf("raftlog: sync: %w", err)
+		}
+	}
 	for i, u := range updates {
 		l, b := u.Log, next[i]
 		l.mu.Lock()
@@ -316,6 +329,9 @@ func (l *Log) Compact(ctx context.Context, index uint64, conf raftpb.ConfState) 
 		}
 		return nil
 	})
+	if err == nil && !l.s.inMemory {
+		err = l.s.db.Sync()
+	}
 	if err != nil {
 		return fmt.Errorf("raftlog: compact group %d to %d: %w", l.group, index, err)
 	}

@@ -1,0 +1,112 @@
+package raft_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/kvcluster/badgerkv"
+	"github.com/shaledb/shaledb/kvcluster/raft/rafttest"
+)
+
+// BenchmarkClusterVsSingleNode measures single-key write transactions
+// (8 writers, closed loop, 2 s a phase) on the embedded single-node store
+// and on a 3-node cluster through a node that is not the shard's leader,
+// in the same run, and reports latency percentiles and the cluster's
+// ratios to the single node. SHALEDB_BENCH_OUT names a file to write the
+// report to.
+func BenchmarkClusterVsSingleNode(b *testing.B) {
+	single, err := badgerkv.Open(badgerkv.Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer single.Close()
+	c := rafttest.Start(b, rafttest.Options{Nodes: 3})
+	gw := 0
+	for i := 0; i < 3; i++ {
+		for _, s := range c.Node(i).Shards() {
+			if s.Leader != c.Node(i).ID() {
+				gw = i
+			}
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		s := writePhase(b, single, 2*time.Second)
+		m := writePhase(b, c.KV(gw), 2*time.Second)
+		report := fmt.Sprintf("%s\nsingle node: %s\n3-node cluster: %s\nratios (cluster/single): p99 %.2fx, throughput %.2fx\n",
+			time.Now().UTC().Format(time.RFC3339), s, m, float64(m.p(99))/float64(s.p(99)), m.rate/s.rate)
+		b.ReportMetric(float64(s.p(99).Microseconds()), "single-p99-µs")
+		b.ReportMetric(float64(m.p(99).Microseconds()), "cluster-p99-µs")
+		b.ReportMetric(float64(m.p(99))/float64(s.p(99)), "p99-ratio")
+		b.ReportMetric(m.rate/s.rate, "throughput-ratio")
+		b.Log("\n" + report)
+		if out := os.Getenv("SHALEDB_BENCH_OUT"); out != "" {
+			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+type phase struct {
+	lat  []time.Duration // sorted
+	rate float64
+	errs int
+}
+
+func (ph phase) p(q float64) time.Duration {
+	if len(ph.lat) == 0 {
+		return 0
+	}
+	return ph.lat[min(len(ph.lat)-1, int(float64(len(ph.lat))*q/100))]
+}
+
+func (ph phase) String() string {
+	return fmt.Sprintf("%d writes, %.0f/s, p50 %v p99 %v p99.9 %v, %d errors",
+		len(ph.lat), ph.rate, ph.p(50).Round(time.Microsecond), ph.p(99).Round(time.Microsecond), ph.p(99.9).Round(time.Microsecond), ph.errs)
+}
+
+func writePhase(b *testing.B, kv kvcluster.KvCluster, d time.Duration) phase {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var ph phase
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			errs := 0
+			for i := 0; time.Since(start) < d; i++ {
+				t0 := time.Now()
+				err := kvcluster.Update(ctx, kv, 1, func(txn kvcluster.Txn) error {
+					return txn.Put(ctx, fmt.Appendf(nil, "bench/%d/%d", w, i%1000), []byte("value-of-some-100-bytes-value-of-some-100-bytes-value-of-some-100-bytes-value-of-some-100-bytes-"))
+				})
+				if err != nil {
+					errs++
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			ph.lat = append(ph.lat, lat...)
+			ph.errs += errs
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(ph.lat)
+	ph.rate = float64(len(ph.lat)) / time.Since(start).Seconds()
+	return ph
+}
