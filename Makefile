@@ -105,6 +105,11 @@ bench-kv: deps ## KvCluster benchmarks, then side by side with PostgreSQL; resul
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 3 ./kvcluster/badgerkv | tee $(RESULTS)/$$(date -u +%Y-%m-%d)-kv.txt
 	$(GO) run ./benchmarks/kvbaseline --duration 10s --out $(RESULTS)
 
+.PHONY: bench-cluster
+bench-cluster: deps ## write latency and throughput: 3-node cluster vs single node in one run; results in benchmarks/results/
+	@mkdir -p $(RESULTS)
+	SHALEDB_BENCH_OUT=$(abspath $(RESULTS))/$$(date -u +%Y-%m-%d)-cluster.txt $(GO) test -run '^$$' -bench BenchmarkClusterVsSingleNode -benchtime 1x ./kvcluster/raft
+
 .PHONY: bench-pgbench
 bench-pgbench: build ## pgbench select-only and TPC-B, ShaleDB vs PostgreSQL 15 in one run
 	@mkdir -p $(RESULTS)
