@@ -29,3 +29,17 @@ func ScanAll(ctx context.Context, txn Txn, start, end []byte, pageRows int, fn f
 		start = append(last[:len(last):len(last)], 0) // a copy: fn may keep last
 	}
 }
+
+// PrefixEnd returns the smallest key greater than every key starting with
+// prefix: the exclusive end of the prefix's span. For a prefix of only 0xff
+// bytes there is none and it returns nil (no upper bound).
+func PrefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}

@@ -647,7 +647,7 @@ func (kv *KV) DropPrefix(ctx context.Context, prefix []byte) error {
 	if err != nil {
 		return err
 	}
-	lo, hi := prefix, prefixEnd(prefix)
+	lo, hi := prefix, kvcluster.PrefixEnd(prefix)
 	for {
 		d, err := n.shards.lookup(ctx, lo)
 		if err != nil {

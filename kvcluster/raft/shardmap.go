@@ -170,37 +170,26 @@ func shardKey(id uint64) string { return fmt.Sprintf("%020d", id) }
 
 // lookup returns the shard holding key, waiting for the map to cover it.
 func (m *shardMap) lookup(ctx context.Context, key []byte) (shardDesc, error) {
-	for {
-		m.mu.Lock()
-		i := slices.IndexFunc(m.shards, func(d shardDesc) bool { return d.contains(key) })
-		var d shardDesc
-		if i >= 0 {
-			d = m.shards[i]
-		}
-		changed := m.changed
-		m.mu.Unlock()
-		if i >= 0 {
-			return d, nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return shardDesc{}, fmt.Errorf("raft: no shard holds key %q yet: %w", key, ctx.Err())
-		}
-	}
+	return m.find(ctx, func(d shardDesc) bool { return d.contains(key) }, func() string { return fmt.Sprintf("key %q", key) })
 }
 
 // lookupBefore returns the shard holding the keys just below key (the
 // last shard if key is nil), for reverse scans, waiting for the map.
 func (m *shardMap) lookupBefore(ctx context.Context, key []byte) (shardDesc, error) {
+	return m.find(ctx, func(d shardDesc) bool {
+		if key == nil {
+			return d.End == nil
+		}
+		return bytes.Compare(d.Start, key) < 0 && (d.End == nil || bytes.Compare(key, d.End) <= 0)
+	}, func() string { return fmt.Sprintf("keys below %q", key) })
+}
+
+// find returns the first shard matching, waiting for the map to change
+// until one does or ctx ends.
+func (m *shardMap) find(ctx context.Context, match func(shardDesc) bool, what func() string) (shardDesc, error) {
 	for {
 		m.mu.Lock()
-		i := slices.IndexFunc(m.shards, func(d shardDesc) bool {
-			if key == nil {
-				return d.End == nil
-			}
-			return bytes.Compare(d.Start, key) < 0 && (d.End == nil || bytes.Compare(key, d.End) <= 0)
-		})
+		i := slices.IndexFunc(m.shards, match)
 		var d shardDesc
 		if i >= 0 {
 			d = m.shards[i]
@@ -213,7 +202,7 @@ func (m *shardMap) lookupBefore(ctx context.Context, key []byte) (shardDesc, err
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return shardDesc{}, fmt.Errorf("raft: no shard holds keys below %q yet: %w", key, ctx.Err())
+			return shardDesc{}, fmt.Errorf("raft: no shard holds %s yet: %w", what(), ctx.Err())
 		}
 	}
 }

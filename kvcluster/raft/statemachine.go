@@ -126,7 +126,7 @@ func setOrDelete(wtxn *badger.Txn, w mutation) error {
 // every version at once; otherwise each live key in the overlap gets a
 // deletion at ts.
 func (sm *stateMachine) drop(prefix, start, end []byte, ts uint64) error {
-	pend := prefixEnd(prefix)
+	pend := kvcluster.PrefixEnd(prefix)
 	if bytes.Compare(prefix, start) >= 0 && (end == nil || (pend != nil && bytes.Compare(pend, end) <= 0)) {
 		if err := sm.db.DropPrefix(prefix); err != nil {
 			return storeErr("drop prefix", err)
@@ -172,19 +172,6 @@ func (sm *stateMachine) size(start, end []byte) (total, keys int64, err error) {
 		keys++
 	}
 	return total, keys, nil
-}
-
-// prefixEnd is the first key after every key starting with prefix (nil
-// if there is none).
-func prefixEnd(prefix []byte) []byte {
-	end := bytes.Clone(prefix)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] != 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
 }
 
 // latestVersion returns the timestamp of key's newest version, a deletion

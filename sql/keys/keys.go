@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/sql/encoding"
 )
 
@@ -253,13 +254,4 @@ func DecodeTenantKey(key []byte) (DecodedKey, error) {
 // PrefixEnd returns the smallest key greater than every key starting with
 // prefix: the exclusive end of the prefix's span. For a prefix of only 0xff
 // bytes there is none and it returns nil (no upper bound).
-func PrefixEnd(prefix []byte) []byte {
-	end := bytes.Clone(prefix)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] != 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
-}
+func PrefixEnd(prefix []byte) []byte { return kvcluster.PrefixEnd(prefix) }
