@@ -166,7 +166,7 @@ func (t *transport) peerFor(id uint64) (*peer, error) {
 	}
 	p := t.peers[id]
 	if p == nil {
-		p = &peer{id: id, t: t, queue: make(chan []byte, 4096), done: make(chan struct{})}
+		p = &peer{id: id, t: t, queue: make(chan raftEnvelope, 4096), done: make(chan struct{})}
 		t.peers[id] = p
 		go p.sendLoop()
 	}
@@ -181,12 +181,9 @@ func (t *transport) send(shard uint64, msgs []raftpb.Message) {
 		if err != nil {
 			return
 		}
-		frame, err := (&raftEnvelope{shard: shard, msg: m}).marshal()
-		if err != nil {
-			continue
-		}
+		// Marshalled by the peer's sender, off the raft loop.
 		select {
-		case p.queue <- frame:
+		case p.queue <- raftEnvelope{shard: shard, msg: m}:
 		default:
 			t.n.reportUnreachable(shard, m.To)
 		}
@@ -197,7 +194,7 @@ func (t *transport) send(shard uint64, msgs []raftpb.Message) {
 type peer struct {
 	id    uint64
 	t     *transport
-	queue chan []byte
+	queue chan raftEnvelope
 	done  chan struct{}
 	once  sync.Once
 
@@ -231,7 +228,7 @@ func (p *peer) dial(kind byte) (net.Conn, error) {
 	return c, nil
 }
 
-// sendLoop writes queued raft frames to the peer, reconnecting after a
+// sendLoop writes queued raft messages to the peer, reconnecting after a
 // failure; frames queued while the peer is unreachable are dropped.
 func (p *peer) sendLoop() {
 	var c net.Conn
@@ -242,11 +239,11 @@ func (p *peer) sendLoop() {
 		}
 	}()
 	for {
-		var frame []byte
+		var env raftEnvelope
 		select {
 		case <-p.done:
 			return
-		case frame = <-p.queue:
+		case env = <-p.queue:
 		}
 		if c == nil {
 			var err error
@@ -263,10 +260,11 @@ func (p *peer) sendLoop() {
 			}
 			w = bufio.NewWriterSize(c, 64<<10)
 		}
-		_, err := w.Write(frame)
+		err := writeEnvelope(w, &env)
 		// Write out everything queued behind it before flushing once.
 		for n := len(p.queue); err == nil && n > 0; n-- {
-			_, err = w.Write(<-p.queue)
+			env = <-p.queue
+			err = writeEnvelope(w, &env)
 		}
 		if err == nil {
 			err = w.Flush()
@@ -278,7 +276,18 @@ func (p *peer) sendLoop() {
 	}
 }
 
-// drain drops every queued frame.
+// writeEnvelope writes one framed message; a message that cannot be
+// marshalled is dropped (raft retransmits).
+func writeEnvelope(w *bufio.Writer, env *raftEnvelope) error {
+	frame, err := env.marshal()
+	if err != nil {
+		return nil
+	}
+	_, err = w.Write(frame)
+	return err
+}
+
+// drain drops every queued message.
 func (p *peer) drain() {
 	for {
 		select {
