@@ -70,6 +70,10 @@ type Options struct {
 	// LeaseTTL is how long the registry takes to notice a dead node.
 	// Default 2 s.
 	LeaseTTL time.Duration
+	// DeadReplicaAfter is how long a replica's node must have been dead
+	// before the shard's leader re-creates the replica on a live node.
+	// Default 30 s.
+	DeadReplicaAfter time.Duration
 	Logger   *slog.Logger
 }
 
@@ -97,6 +101,9 @@ func (o *Options) defaults() error {
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 2 * time.Second
+	}
+	if o.DeadReplicaAfter == 0 {
+		o.DeadReplicaAfter = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -178,9 +185,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.oracle = tso.Start(opts.Etcd, opts.Cluster, n.id)
 	n.applyC = make(chan applyBatch, 256)
-	n.loopWg.Add(2)
+	n.loopWg.Add(3)
 	go n.run()
 	go n.applyLoop()
+	go n.repairLoop()
 	if n.shards, err = startShardMap(ctx, n); err != nil {
 		return nil, err
 	}
@@ -299,7 +307,11 @@ func (n *Node) ensureReplica(desc shardDesc) error {
 		r.mu.Unlock()
 		return nil
 	}
-	r, err := newReplica(n, desc, desc.Replicas)
+	var peers []uint64
+	if slices.Contains(desc.Initial, n.id) {
+		peers = desc.Initial
+	}
+	r, err := newReplica(n, desc, peers)
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,10 @@ type replica struct {
 	applied   uint64
 	appliedC  chan struct{} // closed and replaced whenever applied grows
 	locks     lockTable     // row locks, while leading (locks.go)
+	// confPending is set while a membership change this leader proposed
+	// is not applied yet (repair.go); raft may drop one, so it expires.
+	confPending      bool
+	confPendingSince time.Time
 }
 
 // proposal is a commit this leader proposed and has not seen applied.
@@ -318,6 +322,7 @@ func (r *replica) onSoftStateLocked(ss *etcdraft.SoftState) {
 		}
 		r.locks.reset()
 		r.floorSet = false
+		r.confPending = false
 	}
 	if !was && r.isLeader {
 		r.floorSet = false
@@ -377,6 +382,7 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 			}
 			r.mu.Lock()
 			r.rn.ApplyConfChange(cc)
+			r.confPending = false
 			r.mu.Unlock()
 		case raftpb.EntryConfChangeV2:
 			var cc raftpb.ConfChangeV2
@@ -385,6 +391,7 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 			}
 			r.mu.Lock()
 			r.rn.ApplyConfChange(cc)
+			r.confPending = false
 			r.mu.Unlock()
 		}
 	}

@@ -21,6 +21,9 @@ type shardDesc struct {
 	Start    []byte   `json:"start"`
 	End      []byte   `json:"end"`
 	Replicas []uint64 `json:"replicas"`
+	// Initial are the members the group was bootstrapped with; a replica
+	// added later starts empty and learns the log from the leader.
+	Initial []uint64 `json:"initial,omitempty"`
 }
 
 func (d shardDesc) contains(key []byte) bool {
@@ -89,6 +92,19 @@ func (m *shardMap) put(value []byte) error {
 	if slices.Contains(d.Replicas, m.n.id) {
 		return m.n.ensureReplica(d)
 	}
+	m.n.dropReplica(d.ID) // moved off this node (repair.go)
+	return nil
+}
+
+// publish writes a shard's descriptor to etcd.
+func (m *shardMap) publish(ctx context.Context, d shardDesc) error {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	if _, err := m.n.opts.Etcd.Put(ctx, m.prefix+"shards/"+shardKey(d.ID), string(b)); err != nil {
+		return fmt.Errorf("raft: publish shard %d: %w", d.ID, err)
+	}
 	return nil
 }
 
@@ -150,10 +166,8 @@ func (m *shardMap) bootstrap(ctx context.Context) {
 				}
 			}
 			if len(alive) >= rf {
-				d := shardDesc{ID: 1, Replicas: alive[:rf]}
-				b, _ := json.Marshal(d)
-				_, err = etcd.Put(ctx, m.prefix+"shards/"+shardKey(d.ID), string(b))
-				if err == nil {
+				d := shardDesc{ID: 1, Replicas: alive[:rf], Initial: alive[:rf]}
+				if err = m.publish(ctx, d); err == nil {
 					m.n.log.Info("bootstrapped the cluster", "replicas", d.Replicas)
 					return
 				}

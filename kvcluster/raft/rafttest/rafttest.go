@@ -25,6 +25,8 @@ import (
 type Options struct {
 	Nodes             int // default 3
 	ReplicationFactor int // default min(3, Nodes)
+	// DeadReplicaAfter: see raft.Options. Default 1 s.
+	DeadReplicaAfter time.Duration
 }
 
 // Cluster is a running test cluster.
@@ -48,6 +50,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	if opts.ReplicationFactor == 0 {
 		opts.ReplicationFactor = min(3, opts.Nodes)
+	}
+	if opts.DeadReplicaAfter == 0 {
+		opts.DeadReplicaAfter = time.Second
 	}
 	endpoint := etcdtest.Start(t)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second})
@@ -88,6 +93,7 @@ func (c *Cluster) StartNode(i int) error {
 		Region:            "r1",
 		ReplicationFactor: c.opts.ReplicationFactor,
 		LeaseTTL:          time.Second,
+		DeadReplicaAfter:  c.opts.DeadReplicaAfter,
 		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test", c.t.Name(), "i", i),
 	})
 	if err != nil {

@@ -1,0 +1,183 @@
+package raft
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	etcdraft "go.etcd.io/etcd/raft/v3"
+	"go.etcd.io/etcd/raft/v3/raftpb"
+
+	"github.com/shaledb/shaledb/replication/registry"
+)
+
+// Replica repair. Every shard's leader watches the liveness of its group's
+// members in the registry. Once a member's node has been dead for
+// DeadReplicaAfter, and a live node holds no replica of the shard, the
+// leader adds that node to the group (publishing it in the shard map
+// first, so the node starts an empty replica that learns the whole log
+// from the leader), then removes the dead member. One membership change
+// is in flight at a time. The shard map follows the group's voters.
+
+// repairInterval is how often leaders look at their members;
+// confPendingMax is how long a proposed membership change may take.
+const (
+	repairInterval = 500 * time.Millisecond
+	confPendingMax = 10 * time.Second
+)
+
+func (n *Node) repairLoop() {
+	defer n.loopWg.Done()
+	deadSince := map[uint64]time.Time{}
+	t := time.NewTicker(repairInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopCtx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(n.stopCtx, 2*time.Second)
+		nodes, err := n.reg.Nodes(ctx)
+		if err == nil {
+			now := time.Now()
+			for _, nd := range nodes {
+				if nd.Alive {
+					delete(deadSince, nd.ID)
+				} else if _, ok := deadSince[nd.ID]; !ok {
+					deadSince[nd.ID] = now
+				}
+			}
+			for _, r := range n.replicaList() {
+				if err := r.repair(ctx, nodes, deadSince); err != nil && n.stopCtx.Err() == nil {
+					n.log.Warn("replica repair", "shard", r.id, "err", err)
+				}
+			}
+		}
+		cancel()
+	}
+}
+
+// repair is one look, by the shard's leader, at the group's members.
+func (r *replica) repair(ctx context.Context, nodes []registry.Node, deadSince map[uint64]time.Time) error {
+	r.mu.Lock()
+	if !r.isLeader || !r.floorSet {
+		r.mu.Unlock()
+		return nil
+	}
+	desc := r.desc
+	st := r.rn.Status()
+	voters, learners := idsOf(st.Config.Voters.IDs()), idsOf(st.Config.Learners)
+	pending := r.confPending && time.Since(r.confPendingSince) < confPendingMax
+	r.mu.Unlock()
+	if pending {
+		return nil
+	}
+	// The map follows the group.
+	if members := sorted(append(slices.Clone(voters), learners...)); !slices.Equal(sorted(desc.Replicas), members) {
+		desc.Replicas = members
+		return r.n.shards.publish(ctx, desc)
+	}
+	// A learner that has caught up becomes a voter.
+	for _, id := range learners {
+		if pr, ok := st.Progress[id]; ok && pr.Match >= st.Commit {
+			return r.proposeConfChange(raftpb.ConfChange{Type: raftpb.ConfChangeAddNode, NodeID: id})
+		}
+	}
+	if len(learners) > 0 {
+		return nil // still catching up
+	}
+	var dead []uint64
+	for _, id := range voters {
+		if since, ok := deadSince[id]; ok && time.Since(since) >= r.n.opts.DeadReplicaAfter {
+			dead = append(dead, id)
+		}
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	if len(voters) > r.n.opts.ReplicationFactor {
+		// The replacement is a voter: take the dead member out.
+		return r.proposeConfChange(raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: dead[0]})
+	}
+	candidate := r.n.pickNode(nodes, voters)
+	if candidate == 0 {
+		return nil // no live node to move to: stay under-replicated
+	}
+	// Published first, so the node starts the (empty) replica that the
+	// leader then brings up to date as a learner, outside the quorum.
+	desc.Replicas = append(slices.Clone(voters), candidate)
+	if err := r.n.shards.publish(ctx, desc); err != nil {
+		return err
+	}
+	r.n.log.Info("re-creating a dead node's replica", "shard", r.id, "dead", dead[0], "on", candidate)
+	return r.proposeConfChange(raftpb.ConfChange{Type: raftpb.ConfChangeAddLearnerNode, NodeID: candidate})
+}
+
+func idsOf(m map[uint64]struct{}) []uint64 {
+	out := make([]uint64, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r *replica) proposeConfChange(cc raftpb.ConfChange) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.isLeader {
+		return nil
+	}
+	if err := r.rn.ProposeConfChange(cc); err != nil {
+		return err
+	}
+	r.confPending, r.confPendingSince = true, time.Now()
+	r.n.wake()
+	return nil
+}
+
+// pickNode chooses a live node outside members, the one holding the
+// fewest replicas, lowest id first.
+func (n *Node) pickNode(nodes []registry.Node, members []uint64) uint64 {
+	load := map[uint64]int{}
+	n.shards.mu.Lock()
+	for _, d := range n.shards.shards {
+		for _, id := range d.Replicas {
+			load[id]++
+		}
+	}
+	n.shards.mu.Unlock()
+	var best uint64
+	for _, nd := range nodes {
+		if !nd.Alive || slices.Contains(members, nd.ID) {
+			continue
+		}
+		if best == 0 || cmp.Or(cmp.Compare(load[nd.ID], load[best]), cmp.Compare(nd.ID, best)) < 0 {
+			best = nd.ID
+		}
+	}
+	return best
+}
+
+// dropReplica stops this node's replica of a shard it no longer holds.
+// Its log and data stay on disk.
+func (n *Node) dropReplica(shard uint64) {
+	n.mu.Lock()
+	r := n.replicas[shard]
+	delete(n.replicas, shard)
+	n.mu.Unlock()
+	if r != nil {
+		r.mu.Lock()
+		r.onSoftStateLocked(&etcdraft.SoftState{RaftState: etcdraft.StateFollower})
+		r.mu.Unlock()
+		n.log.Info("dropped the replica of a shard moved off this node", "shard", shard)
+	}
+}
+
+func sorted(ids []uint64) []uint64 {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return out
+}
