@@ -74,7 +74,7 @@ type Options struct {
 	// before the shard's leader re-creates the replica on a live node.
 	// Default 30 s.
 	DeadReplicaAfter time.Duration
-	Logger   *slog.Logger
+	Logger           *slog.Logger
 }
 
 func (o *Options) defaults() error {
