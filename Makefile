@@ -70,7 +70,7 @@ CHAOS_DURATION ?= 60s
 
 .PHONY: chaos
 chaos: deps ## linearizability (porcupine) and failover checks on a 3-node cluster for $(CHAOS_DURATION)
-	SHALEDB_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -race -count=1 -timeout 30m -v -run 'TestLinearizable|TestFailover' ./kvcluster/raft
+	SHALEDB_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -race -count=1 -timeout 30m -v -run 'TestLinearizable|TestFailover|TestKillLeader' ./kvcluster/raft
 
 .PHONY: test
 test: deps lint ## vet, format check, short fuzzing, all tests with -race
@@ -106,9 +106,9 @@ bench-kv: deps ## KvCluster benchmarks, then side by side with PostgreSQL; resul
 	$(GO) run ./benchmarks/kvbaseline --duration 10s --out $(RESULTS)
 
 .PHONY: bench-cluster
-bench-cluster: deps ## write latency and throughput: 3-node cluster vs single node in one run; results in benchmarks/results/
+bench-cluster: deps ## write latency and throughput, 3-node cluster vs single node in one run, and leader-kill failover time; results in benchmarks/results/
 	@mkdir -p $(RESULTS)
-	SHALEDB_BENCH_OUT=$(abspath $(RESULTS))/$$(date -u +%Y-%m-%d)-cluster.txt $(GO) test -run '^$$' -bench BenchmarkClusterVsSingleNode -benchtime 1x ./kvcluster/raft
+	SHALEDB_BENCH_OUT=$(abspath $(RESULTS))/$$(date -u +%Y-%m-%d)-cluster.txt $(GO) test -run '^$$' -bench 'BenchmarkClusterVsSingleNode|BenchmarkFailover' -benchtime 1x ./kvcluster/raft
 
 .PHONY: bench-pgbench
 bench-pgbench: build ## pgbench select-only and TPC-B, ShaleDB vs PostgreSQL 15 in one run
