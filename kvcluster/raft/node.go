@@ -127,11 +127,15 @@ type Node struct {
 	snaps     snapshots
 	tsoLeader atomic.Uint64 // the oracle's node, as last found; 0: unknown
 
-	stopCtx context.Context
-	stop    context.CancelFunc
-	wakeC   chan struct{}
-	applyC  chan applyBatch
-	loopWg  sync.WaitGroup
+	stopCtx  context.Context
+	stop     context.CancelFunc
+	wakeC    chan struct{}
+	applyC   chan applyBatch
+	persistC chan persistJob
+	// durableC is closed and replaced after every Persist.
+	durableMu sync.Mutex
+	durableC  chan struct{}
+	loopWg    sync.WaitGroup
 
 	mu       sync.Mutex
 	replicas map[uint64]*replica
@@ -185,8 +189,11 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.oracle = tso.Start(opts.Etcd, opts.Cluster, n.id)
 	n.applyC = make(chan applyBatch, 256)
-	n.loopWg.Add(3)
+	n.persistC = make(chan persistJob, 64)
+	n.durableC = make(chan struct{})
+	n.loopWg.Add(4)
 	go n.run()
+	go n.persistLoop()
 	go n.applyLoop()
 	go n.repairLoop()
 	if n.shards, err = startShardMap(ctx, n); err != nil {
@@ -456,13 +463,25 @@ type applyBatch struct {
 	done chan struct{}
 }
 
-// handleReady takes every replica's Ready, persists them all in one
-// write (synced if any needs it), sends their messages — a leader's
-// before its own write, as raft allows, everyone else's after — and
-// queues their committed entries for the apply goroutine.
+// persistJob is what one round of Readys left to do once their writes
+// are on disk: send the messages that must wait for that.
+type persistJob struct {
+	readys []pendingReady
+}
+
+// handleReady takes every replica's Ready and stages what they ask to
+// persist (replication/raftlog's Stage: raft reads it back at once), sends
+// leaders' messages — raft lets a leader send before its own write — and
+// advances every replica without waiting for the disk. The persister
+// goroutine writes what was staged (one synced write for as many rounds as
+// queued up meanwhile), then sends the other messages — a follower's
+// acknowledgements, votes — and hands the committed entries to the apply
+// goroutine. A leader so applies (and acknowledges) an entry only once it
+// is on its own disk too.
 func (n *Node) handleReady() error {
 	var batch []pendingReady
 	var updates []raftlog.Update
+	snapshot := false
 	for _, r := range n.replicaList() {
 		r.mu.Lock()
 		if !r.rn.HasReady() {
@@ -488,6 +507,7 @@ func (n *Node) handleReady() error {
 		if leader {
 			n.transport.send(r.id, rd.Messages)
 		}
+		snapshot = snapshot || !etcdraft.IsEmptySnap(rd.Snapshot)
 		if !etcdraft.IsEmptyHardState(rd.HardState) || len(rd.Entries) > 0 || !etcdraft.IsEmptySnap(rd.Snapshot) {
 			updates = append(updates, raftlog.Update{Log: r.log, HardState: rd.HardState, Entries: rd.Entries, Snapshot: rd.Snapshot,
 				Unsynced: !rd.MustSync})
@@ -496,39 +516,49 @@ func (n *Node) handleReady() error {
 	if len(batch) == 0 {
 		return nil
 	}
-	if len(updates) > 0 {
-		if err := n.logs.Write(n.stopCtx, updates); err != nil {
-			if n.stopCtx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("raft: persist: %w", err)
-		}
-	}
+	job := persistJob{readys: batch}
+	var confApplied chan struct{}
 	for _, p := range batch {
-		if !p.leader {
-			n.transport.send(p.r.id, p.rd.Messages)
+		// Raft must see a membership change applied before it goes on.
+		if slices.ContainsFunc(p.rd.CommittedEntries, func(e raftpb.Entry) bool { return e.Type != raftpb.EntryNormal }) {
+			confApplied = make(chan struct{})
 		}
 	}
+	if snapshot {
+		// A snapshot cannot be staged: write everything synchronously.
+		if err := n.drainPersister(); err != nil {
+			return err
+		}
+		if err := n.logs.Write(n.stopCtx, updates); err != nil {
+			return n.persistErr(err)
+		}
+	} else if err := n.logs.Stage(updates); err != nil {
+		return err
+	}
+	select {
+	case n.persistC <- job:
+	case <-n.stopCtx.Done():
+		return nil
+	}
+	// Committed entries go to the apply goroutine in order; it applies
+	// each once it is on this node's disk.
 	for _, p := range batch {
 		if ents := p.rd.CommittedEntries; len(ents) > 0 {
-			b := applyBatch{r: p.r, ents: ents}
-			// Raft must see a membership change applied before it goes on.
-			if slices.ContainsFunc(ents, func(e raftpb.Entry) bool { return e.Type != raftpb.EntryNormal }) {
-				b.done = make(chan struct{})
-			}
 			select {
-			case n.applyC <- b:
+			case n.applyC <- applyBatch{r: p.r, ents: ents}:
 			case <-n.stopCtx.Done():
 				return nil
 			}
-			if b.done != nil {
-				select {
-				case <-b.done:
-				case <-n.stopCtx.Done():
-					return nil
-				}
-			}
 		}
+	}
+	if confApplied != nil {
+		select {
+		case n.applyC <- applyBatch{done: confApplied}:
+		case <-n.stopCtx.Done():
+			return nil
+		}
+	}
+	for _, p := range batch {
 		p.r.mu.Lock()
 		p.r.rn.Advance(p.rd)
 		more := p.r.rn.HasReady()
@@ -537,7 +567,95 @@ func (n *Node) handleReady() error {
 			n.wake()
 		}
 	}
+	if confApplied != nil {
+		select {
+		case <-confApplied:
+		case <-n.stopCtx.Done():
+		}
+	}
 	return nil
+}
+
+func (n *Node) persistErr(err error) error {
+	if n.stopCtx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("raft: persist: %w", err)
+}
+
+// drainPersister waits until everything staged is on disk.
+func (n *Node) drainPersister() error {
+	n.durableMu.Lock()
+	c := n.durableC
+	n.durableMu.Unlock()
+	select {
+	case n.persistC <- persistJob{}:
+	case <-n.stopCtx.Done():
+		return nil
+	}
+	select {
+	case <-c:
+	case <-n.stopCtx.Done():
+	}
+	return nil
+}
+
+// waitDurable waits until log holds index on disk.
+func (n *Node) waitDurable(log *raftlog.Log, index uint64) bool {
+	for {
+		n.durableMu.Lock()
+		c := n.durableC
+		n.durableMu.Unlock()
+		if log.DurableIndex() >= index {
+			return true
+		}
+		select {
+		case <-c:
+		case <-n.stopCtx.Done():
+			return false
+		}
+	}
+}
+
+// persistLoop writes staged rounds to disk and then finishes them, in
+// order (see handleReady).
+func (n *Node) persistLoop() {
+	defer n.loopWg.Done()
+	var jobs []persistJob
+	for {
+		jobs = jobs[:0]
+		select {
+		case j := <-n.persistC:
+			jobs = append(jobs, j)
+		case <-n.stopCtx.Done():
+			return
+		}
+		for more := true; more; {
+			select {
+			case j := <-n.persistC:
+				jobs = append(jobs, j)
+			default:
+				more = false
+			}
+		}
+		if err := n.logs.Persist(n.stopCtx); err != nil {
+			if err = n.persistErr(err); err != nil {
+				n.fail(err)
+			}
+			return
+		}
+		n.durableMu.Lock()
+		close(n.durableC)
+		n.durableC = make(chan struct{})
+		n.durableMu.Unlock()
+		for _, j := range jobs {
+			for _, p := range j.readys {
+				if !p.leader {
+					n.transport.send(p.r.id, p.rd.Messages)
+				}
+			}
+		}
+	}
 }
 
 // applyLoop applies queued committed entries in order. A failure stops
@@ -547,9 +665,16 @@ func (n *Node) applyLoop() {
 	for {
 		select {
 		case b := <-n.applyC:
-			if err := b.r.apply(b.ents); err != nil {
-				n.fail(err)
-				return
+			if b.r != nil {
+				// A leader counts itself before its write is done:
+				// apply (and acknowledge) only what is on disk here.
+				if !n.waitDurable(b.r.log, b.ents[len(b.ents)-1].Index) {
+					return
+				}
+				if err := b.r.apply(b.ents); err != nil {
+					n.fail(err)
+					return
+				}
 			}
 			if b.done != nil {
 				close(b.done)

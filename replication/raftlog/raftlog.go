@@ -34,7 +34,13 @@ import (
 type Store struct {
 	db       *badger.DB
 	inMemory bool
-	mu       sync.Mutex // serializes Write and Compact
+	mu       sync.Mutex // serializes Write, Persist and Compact
+
+	stageMu sync.Mutex // guards staged and seq (stage.go)
+	staged  []stagedUpdate
+	seq     uint64
+	// afterTake, in tests, runs in Persist once it took the staged batch.
+	afterTake func()
 }
 
 // Options configure a Store.
@@ -87,8 +93,15 @@ type Log struct {
 	// entries up to snap.Index are gone; snap.Index and snap.Term stand
 	// for the dummy entry before the first one.
 	snap raftpb.SnapshotMetadata
-	// last is the index of the last entry (snap.Index when there is none).
+	// last is the index of the last entry (snap.Index when there is none),
+	// staged entries included.
 	last uint64
+	// durableLast is the last entry in Badger; tail holds the staged
+	// entries not yet known to be there, up to last, each with the
+	// sequence number of the Stage call that made it (stage.go).
+	durableLast uint64
+	tail        []raftpb.Entry
+	tailSeq     []uint64
 }
 
 // Log opens group's log, loading its bounds.
@@ -109,6 +122,7 @@ func (s *Store) Log(group uint64) (*Log, error) {
 			k := it.Item().Key()
 			l.last = binary.BigEndian.Uint64(k[len(k)-8:])
 		}
+		l.durableLast = l.last
 		return nil
 	})
 	if err != nil {
@@ -156,6 +170,12 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stageMu.Lock()
+	pending := len(s.staged)
+	s.stageMu.Unlock()
+	if pending > 0 {
+		return errors.New("raftlog: Write with staged updates not yet persisted")
+	}
 	// New bounds, applied to the logs once everything is durable.
 	type bounds struct {
 		hs   *raftpb.HardState
@@ -284,7 +304,8 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 		if b.snap != nil {
 			l.snap = *b.snap
 		}
-		l.last = b.last
+		l.last, l.durableLast = b.last, b.last
+		l.tail, l.tailSeq = nil, nil
 		l.mu.Unlock()
 	}
 	return nil
@@ -301,13 +322,13 @@ func (l *Log) Compact(ctx context.Context, index uint64, conf raftpb.ConfState) 
 	l.s.mu.Lock()
 	defer l.s.mu.Unlock()
 	l.mu.RLock()
-	snap, last := l.snap, l.last
+	snap, last := l.snap, l.durableLast
 	l.mu.RUnlock()
 	switch {
 	case index <= snap.Index:
 		return raft.ErrCompacted
 	case index > last:
-		return raft.ErrUnavailable
+		return raft.ErrUnavailable // past the log, or not persisted yet
 	}
 	term, err := l.Term(index)
 	if err != nil {
@@ -368,6 +389,11 @@ func (l *Log) LastIndex() (uint64, error) {
 func (l *Log) Term(i uint64) (uint64, error) {
 	l.mu.RLock()
 	snap, last := l.snap, l.last
+	if start := l.tailStart(); i >= start && i <= last && i > snap.Index {
+		t := l.tail[i-start].Term
+		l.mu.RUnlock()
+		return t, nil
+	}
 	l.mu.RUnlock()
 	switch {
 	case i < snap.Index:
@@ -399,6 +425,12 @@ func (l *Log) Term(i uint64) (uint64, error) {
 func (l *Log) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 	l.mu.RLock()
 	snap, last := l.snap, l.last
+	start := l.tailStart()
+	var staged []raftpb.Entry // the part of [lo, hi) in the tail
+	if hi > start && lo <= last {
+		// Copied under the lock: Stage reuses the tail's array.
+		staged = slices.Clone(l.tail[max(lo, start)-start : min(hi, last+1)-start])
+	}
 	l.mu.RUnlock()
 	switch {
 	case lo <= snap.Index:
@@ -408,6 +440,40 @@ func (l *Log) Entries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 	case lo >= hi:
 		return nil, nil
 	}
+	if lo >= start {
+		return limitSize(staged, maxSize), nil
+	}
+	// The rest comes from Badger, below the tail.
+	out, err := l.durableEntries(lo, min(hi, start), maxSize)
+	if err != nil || len(staged) == 0 || len(out) < int(min(hi, start)-lo) {
+		return out, err
+	}
+	size := uint64(0)
+	for _, e := range out {
+		size += uint64(e.Size())
+	}
+	for _, e := range staged {
+		if size += uint64(e.Size()); size > maxSize {
+			break
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// limitSize keeps the first entry and then entries up to maxSize bytes.
+func limitSize(ents []raftpb.Entry, maxSize uint64) []raftpb.Entry {
+	size := uint64(0)
+	for i, e := range ents {
+		if size += uint64(e.Size()); i > 0 && size > maxSize {
+			return ents[:i]
+		}
+	}
+	return ents
+}
+
+// durableEntries reads [lo, hi) from Badger, as Entries does.
+func (l *Log) durableEntries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 	var out []raftpb.Entry
 	var size uint64
 	limited := false

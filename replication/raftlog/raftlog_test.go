@@ -8,6 +8,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,7 +36,14 @@ func openStore(t *testing.T, dir string) *Store {
 // suffixes), hard states, compactions and snapshots to three groups of a
 // Store and to MemoryStorages, comparing every read after each step and
 // after reopening the store.
-func TestLogMatchesMemoryStorage(t *testing.T) {
+func TestLogMatchesMemoryStorage(t *testing.T) { runModel(t, false) }
+
+// TestStagedLogMatchesMemoryStorage is the same with Stage and Persist
+// (at random moments): readers see staged entries at once, and what is
+// persisted survives a reopen.
+func TestStagedLogMatchesMemoryStorage(t *testing.T) { runModel(t, true) }
+
+func runModel(t *testing.T, staged bool) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openStore(t, dir)
@@ -84,6 +92,11 @@ func TestLogMatchesMemoryStorage(t *testing.T) {
 				if err := m.ms.Compact(idx); err != nil {
 					t.Fatal(err)
 				}
+				if staged { // only what is on disk can be compacted
+					if err := s.Persist(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
 				if err := m.log.Compact(ctx, idx, conf); err != nil {
 					t.Fatal(err)
 				}
@@ -96,12 +109,34 @@ func TestLogMatchesMemoryStorage(t *testing.T) {
 				ups = append(ups, Update{Log: m.log, Snapshot: snap})
 			}
 		}
-		if err := s.Write(ctx, ups); err != nil {
-			t.Fatalf("step %d: %v", step, err)
+		switch {
+		case !staged:
+			if err := s.Write(ctx, ups); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+		case slices.ContainsFunc(ups, func(u Update) bool { return !raft.IsEmptySnap(u.Snapshot) }):
+			if err := s.Persist(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Write(ctx, ups); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+		default:
+			if err := s.Stage(ups); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			if r.IntN(3) == 0 {
+				if err := s.Persist(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 		for g, m := range models {
 			compare(t, fmt.Sprintf("step %d group %d", step, g+1), m.ms, m.log, r)
 		}
+	}
+	if err := s.Persist(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -299,4 +334,65 @@ func TestRaftRunsOnTheLog(t *testing.T) {
 	if applied, _ := run(l2, "second-", 5, false); applied != 5 {
 		t.Fatalf("after restart: applied %d of 5 new proposals", applied)
 	}
+}
+
+// TestStageDuringPersist stages a conflicting suffix while a Persist of
+// the entries it replaces is under way: readers see the new suffix at
+// once, and after the Persist too (the old one is on disk by then), and
+// the next Persist puts the new one on disk.
+func TestStageDuringPersist(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	l, err := s.Log(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents := func(from, to, term uint64) []raftpb.Entry {
+		var out []raftpb.Entry
+		for i := from; i <= to; i++ {
+			out = append(out, raftpb.Entry{Index: i, Term: term, Data: []byte(fmt.Sprint(term, i))})
+		}
+		return out
+	}
+	if err := s.Stage([]Update{{Log: l, Entries: ents(1, 5, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	s.afterTake = func() {
+		s.afterTake = nil
+		if err := s.Stage([]Update{{Log: l, Entries: ents(3, 4, 2)}}); err != nil {
+			t.Error(err)
+		}
+	}
+	check := func(at string, l *Log) {
+		t.Helper()
+		last, _ := l.LastIndex()
+		got, err := l.Entries(1, last+1, 1<<20)
+		want := append(ents(1, 2, 1), ents(3, 4, 2)...)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: entries %v, %v; want %v", at, got, err, want)
+		}
+		for i := uint64(1); i <= 4; i++ {
+			if term, err := l.Term(i); err != nil || term != want[i-1].Term {
+				t.Fatalf("%s: Term(%d) = %d, %v", at, i, term, err)
+			}
+		}
+	}
+	if err := s.Persist(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after the first Persist", l)
+	if err := s.Persist(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after the second Persist", l)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir)
+	defer s.Close()
+	if l, err = s.Log(1); err != nil {
+		t.Fatal(err)
+	}
+	check("reopened", l)
 }
