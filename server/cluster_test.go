@@ -3,6 +3,10 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -93,5 +97,62 @@ func TestClusterSQL(t *testing.T) {
 	}
 	if _, err := a1.Exec(ctx, "SELECT * FROM shaledb.shards"); err == nil {
 		t.Fatal("a tenant read shaledb.shards")
+	}
+}
+
+// TestClusterPgbench runs pgbench on a 3-node cluster: initialised through
+// one node, TPC-B and select-only through the others, with no failed
+// transaction, and the four balance sums agree afterwards.
+func TestClusterPgbench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs pgbench for ~10s")
+	}
+	if _, err := exec.LookPath("pgbench"); err != nil {
+		t.Skip("pgbench not installed")
+	}
+	nodes := servertest.StartCluster(t, 3, "pw")
+	pgbench := func(node int, args ...string) string {
+		t.Helper()
+		host, port, _ := net.SplitHostPort(nodes[node].Addr().String())
+		cmd := exec.Command("pgbench", append(args, "-h", host, "-p", port, "-U", "admin", "system")...)
+		cmd.Env = append(os.Environ(), "PGPASSWORD=pw")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("pgbench %v on node %d: %v\n%s", args, node, err, out)
+		}
+		return string(out)
+	}
+	pgbench(0, "-i", "-s", "1", "-q")
+	failed := regexp.MustCompile(`number of failed transactions: (\d+)`)
+	processed := regexp.MustCompile(`number of transactions actually processed: (\d+)`)
+	for i, script := range [][]string{{}, {"-S"}} {
+		args := append([]string{"-n", "-M", "prepared", "-c", "4", "-j", "2", "-T", "3"}, script...)
+		out := pgbench(1+i, args...)
+		if m := failed.FindStringSubmatch(out); m == nil || m[1] != "0" {
+			t.Errorf("pgbench %v: failed transactions %v\n%s", args, m, out)
+		}
+		if m := processed.FindStringSubmatch(out); m == nil || m[1] == "0" {
+			t.Errorf("pgbench %v: nothing processed\n%s", args, out)
+		}
+	}
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://admin:pw@%s/system?sslmode=disable", nodes[0].Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var sums []int64
+	for _, q := range []string{"SELECT sum(abalance) FROM pgbench_accounts", "SELECT sum(delta) FROM pgbench_history",
+		"SELECT sum(bbalance) FROM pgbench_branches", "SELECT sum(tbalance) FROM pgbench_tellers"} {
+		var s *int64
+		if err := c.QueryRow(ctx, q).Scan(&s); err != nil || s == nil {
+			t.Fatalf("%s: %v %v", q, s, err)
+		}
+		sums = append(sums, *s)
+	}
+	for _, s := range sums[1:] {
+		if s != sums[0] {
+			t.Fatalf("balances disagree: %v", sums)
+		}
 	}
 }

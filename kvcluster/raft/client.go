@@ -17,7 +17,7 @@ import (
 
 // txnBytesMax bounds the writes of one transaction: they travel as one
 // raft entry.
-const txnBytesMax = 8 << 20
+const txnBytesMax = 16 << 20
 
 // commitOutcomeWait bounds how long a commit whose leader failed waits to
 // learn the outcome before returning kvcluster.ErrCommitUnknown.

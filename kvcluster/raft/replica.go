@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	etcdraft "go.etcd.io/etcd/raft/v3"
@@ -47,7 +48,7 @@ type replica struct {
 	isLeader  bool
 	floorSet  bool   // a leader serves only once its read floor is set
 	maxReadTs uint64 // the read floor
-	nextID    uint64
+	nextID    atomic.Uint64 // handles of proposals and reads
 	props     map[uint64]*proposal
 	reads     map[uint64]chan uint64
 	applied   uint64
@@ -152,8 +153,7 @@ func (r *replica) resolve(ctx context.Context, ts uint64) error {
 			waits = append(waits, p.finished)
 		}
 	}
-	r.nextID++
-	id := r.nextID
+	id := r.nextID.Add(1)
 	ch := make(chan uint64, 1)
 	r.reads[id] = ch
 	r.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
@@ -243,6 +243,10 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	// Encoded before taking the lock the raft loop needs: big entries
+	// take a while.
+	e := commitEntry{ID: r.nextID.Add(1), StartTs: a.StartTs, CommitTs: a.CommitTs, Writes: a.Writes}
+	data := e.encode()
 	r.mu.Lock()
 	if err := r.leaderCheckLocked(); err != nil {
 		r.mu.Unlock()
@@ -258,9 +262,7 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 		r.mu.Unlock()
 		return 0, errRetryTs
 	}
-	r.nextID++
-	e := commitEntry{ID: r.nextID, StartTs: a.StartTs, CommitTs: a.CommitTs, Writes: a.Writes}
-	out, err := r.proposeLocked(e.ID, e.CommitTs, e.encode())
+	out, err := r.proposeLocked(e.ID, e.CommitTs, data)
 	if err == nil {
 		// Applied: a waiter that takes a lock next reads this commit.
 		r.unlock(a.StartTs)
@@ -298,8 +300,7 @@ func (r *replica) dropPrefix(ctx context.Context, prefix []byte, ts uint64) erro
 		r.mu.Unlock()
 		return err
 	}
-	r.nextID++
-	e := dropEntry{ID: r.nextID, Ts: ts, Prefix: prefix}
+	e := dropEntry{ID: r.nextID.Add(1), Ts: ts, Prefix: prefix}
 	_, err := r.proposeLocked(e.ID, e.Ts, e.encode())
 	return err
 }

@@ -23,7 +23,7 @@ const (
 )
 
 // maxFrame bounds one raft message on the wire.
-const maxFrame = 64 << 20
+const maxFrame = 256 << 20
 
 // transport carries raft messages and requests between nodes. Raft
 // messages go over one stream per peer, in order, and are dropped when the
