@@ -46,8 +46,8 @@ type replica struct {
 	term      uint64
 	leader    uint64
 	isLeader  bool
-	floorSet  bool   // a leader serves only once its read floor is set
-	maxReadTs uint64 // the read floor
+	floorSet  bool          // a leader serves only once its read floor is set
+	maxReadTs uint64        // the read floor
 	nextID    atomic.Uint64 // handles of proposals and reads
 	props     map[uint64]*proposal
 	reads     map[uint64]chan uint64
