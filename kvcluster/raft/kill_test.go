@@ -106,6 +106,7 @@ func (c *procCluster) start(dir string) uint64 {
 		c.tb.Fatal(err)
 	}
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test
 	if err := cmd.Start(); err != nil {
 		c.tb.Fatal(err)
 	}

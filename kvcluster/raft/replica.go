@@ -26,10 +26,11 @@ import (
 //     commit at or below the floor (the committer takes a new timestamp),
 //     so no commit at or below ts can land after this read.
 //  2. It waits for its own in-flight proposals at or below ts to be applied.
-//  3. It asks raft for a read index (lease-based: the leader confirms it
-//     still holds its lease, as CheckQuorum keeps it) and waits until it has
-//     applied that index, so every commit acknowledged by any earlier
-//     leader is in its state.
+//  3. It takes a lease-based read index — its commit index, once it has
+//     committed an entry of its own term; CheckQuorum makes it step down
+//     when it loses touch with a quorum — and waits until it has applied
+//     that index, so every commit acknowledged by any earlier leader is in
+//     its state.
 //
 // A new leader starts its floor at a fresh oracle timestamp, taken after
 // it won, which is above every timestamp an earlier leader served a read
@@ -153,30 +154,48 @@ func (r *replica) resolve(ctx context.Context, ts uint64) error {
 			waits = append(waits, p.finished)
 		}
 	}
-	id := r.nextID.Add(1)
-	ch := make(chan uint64, 1)
-	r.reads[id] = ch
-	r.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
+	// A lease-based read index is the leader's commit index once it has
+	// committed an entry of its own term (raft's ReadOnlyLeaseBased
+	// answers just that): read it here rather than through the loop.
+	var id uint64
+	var ch chan uint64
+	bs := r.rn.BasicStatus()
+	if bs.RaftState != etcdraft.StateLeader {
+		r.mu.Unlock()
+		return &notLeaderError{leader: bs.Lead}
+	}
+	index := bs.Commit
+	if term, err := r.log.Term(bs.Commit); err != nil || term != bs.Term {
+		id = r.nextID.Add(1)
+		ch = make(chan uint64, 1)
+		r.reads[id] = ch
+		r.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
+	}
 	r.mu.Unlock()
-	r.n.wake()
+	if ch != nil {
+		r.n.wake()
+	}
 	for _, w := range waits {
 		select {
 		case <-w:
 		case <-ctx.Done():
-			r.dropRead(id)
+			if ch != nil {
+				r.dropRead(id)
+			}
 			return ctx.Err()
 		}
 	}
-	var index uint64
-	select {
-	case i, ok := <-ch:
-		if !ok {
-			return &notLeaderError{}
+	if ch != nil {
+		select {
+		case i, ok := <-ch:
+			if !ok {
+				return &notLeaderError{}
+			}
+			index = i
+		case <-ctx.Done():
+			r.dropRead(id)
+			return ctx.Err()
 		}
-		index = i
-	case <-ctx.Done():
-		r.dropRead(id)
-		return ctx.Err()
 	}
 	return r.waitApplied(ctx, index)
 }

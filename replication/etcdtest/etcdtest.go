@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +71,9 @@ func start(t testing.TB, bin string) (string, error) {
 		return "", err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// If the test process dies without its cleanups (a panic, a timeout),
+	// etcd goes with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return "", fmt.Errorf("start etcd: %w", err)

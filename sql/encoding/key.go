@@ -450,6 +450,9 @@ func DecodeKey(b []byte, dir Direction) (value.Value, []byte, error) {
 // keyLen returns the length of the first encoded value in b, reading it as
 // inverted (descending) when inv is set.
 func keyLen(b []byte, inv bool) (int, error) {
+	if len(b) == 0 {
+		return 0, corrupt("truncated key value")
+	}
 	get := func(i int) byte {
 		if inv {
 			return ^b[i]
