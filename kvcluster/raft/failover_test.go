@@ -105,19 +105,7 @@ func TestFailover(t *testing.T) {
 
 	check := func(when string) {
 		t.Helper()
-		err := kvcluster.View(ctx, c.KV(gw), func(txn kvcluster.Txn) error {
-			for k, v := range acked {
-				got, ok, err := txn.Get(ctx, []byte(k))
-				if err != nil {
-					return err
-				}
-				if !ok || string(got) != v {
-					return fmt.Errorf("acknowledged write %s=%s lost: got %q, %v", k, v, got, ok)
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := checkAcked(ctx, c.KV(gw), acked); err != nil {
 			t.Fatalf("%s: %v", when, err)
 		}
 	}
@@ -143,4 +131,20 @@ func TestFailover(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	check("with the restarted node leading")
+}
+
+// checkAcked reads every acknowledged write back through kv.
+func checkAcked(ctx context.Context, kv kvcluster.KvCluster, acked map[string]string) error {
+	return kvcluster.View(ctx, kv, func(txn kvcluster.Txn) error {
+		for k, v := range acked {
+			got, ok, err := txn.Get(ctx, []byte(k))
+			if err != nil {
+				return err
+			}
+			if !ok || string(got) != v {
+				return fmt.Errorf("acknowledged write %s=%s lost: got %q, %v", k, v, got, ok)
+			}
+		}
+		return nil
+	})
 }

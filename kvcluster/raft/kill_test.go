@@ -216,19 +216,7 @@ func (c *procCluster) failover(ctx context.Context) (uint64, time.Duration, map[
 
 func (c *procCluster) checkAcked(ctx context.Context, acked map[string]string) {
 	c.tb.Helper()
-	err := kvcluster.View(ctx, c.gateway.KV(), func(txn kvcluster.Txn) error {
-		for k, v := range acked {
-			got, ok, err := txn.Get(ctx, []byte(k))
-			if err != nil {
-				return err
-			}
-			if !ok || string(got) != v {
-				return fmt.Errorf("acknowledged write %s=%s lost: got %q, %v", k, v, got, ok)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := checkAcked(ctx, c.gateway.KV(), acked); err != nil {
 		c.tb.Fatal(err)
 	}
 }

@@ -395,18 +395,9 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 				p.finish(proposalResult{outcome: out})
 			}
 			r.mu.Unlock()
-		case raftpb.EntryConfChange:
-			var cc raftpb.ConfChange
-			if err := cc.Unmarshal(ent.Data); err != nil {
-				return fmt.Errorf("raft: shard %d conf change %d: %w", r.id, ent.Index, err)
-			}
-			r.mu.Lock()
-			r.rn.ApplyConfChange(cc)
-			r.confPending = false
-			r.mu.Unlock()
-		case raftpb.EntryConfChangeV2:
-			var cc raftpb.ConfChangeV2
-			if err := cc.Unmarshal(ent.Data); err != nil {
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			cc, err := decodeConfChange(ent)
+			if err != nil {
 				return fmt.Errorf("raft: shard %d conf change %d: %w", r.id, ent.Index, err)
 			}
 			r.mu.Lock()
@@ -421,6 +412,22 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 	r.appliedC = make(chan struct{})
 	r.mu.Unlock()
 	return nil
+}
+
+// decodeConfChange decodes a membership change entry of either version.
+func decodeConfChange(ent raftpb.Entry) (raftpb.ConfChangeI, error) {
+	if ent.Type == raftpb.EntryConfChange {
+		var cc raftpb.ConfChange
+		if err := cc.Unmarshal(ent.Data); err != nil {
+			return nil, err
+		}
+		return cc, nil
+	}
+	var cc raftpb.ConfChangeV2
+	if err := cc.Unmarshal(ent.Data); err != nil {
+		return nil, err
+	}
+	return cc, nil
 }
 
 // applyNormal applies a commit or drop entry and returns its proposal
@@ -445,11 +452,4 @@ func (r *replica) applyNormal(data []byte) (id, ts uint64, out outcome, err erro
 		return e.ID, e.Ts, applied, r.n.sm.drop(e.Prefix, start, end, e.Ts)
 	}
 	return 0, 0, 0, fmt.Errorf("%w: kind %d", errBadEntry, data[0])
-}
-
-// status describes the replica for shaledb.shards and routing.
-func (r *replica) status() (leader uint64, isLeader bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.leader, r.isLeader
 }
