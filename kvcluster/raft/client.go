@@ -109,7 +109,7 @@ func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, erro
 			t.lockTs = make(map[string]uint64)
 		}
 		t.lockShards[d.ID] = true
-		a := &LockArgs{Shard: d.ID, Key: key, Owner: t.startTs}
+		a := &LockArgs{Shard: d.ID, Key: key, Owner: t.startTs, Node: n.id}
 		if err := n.onLeader(ctx, d, "Lock", a, &reply, func() { reply = n.serveLock(ctx, a) }); err != nil {
 			return nil, false, err
 		}

@@ -82,3 +82,47 @@ func TestDropPrefixAndWait(t *testing.T) {
 		t.Fatal("still waiting after the older transaction ended (a newer one is open)")
 	}
 }
+
+// TestDeadNodesLocksAreReleased: a transaction holding a row lock through
+// a node that then dies cannot end; the shard's leader releases its locks
+// once the registry reports the node dead, and others take them.
+func TestDeadNodesLocksAreReleased(t *testing.T) {
+	c := rafttest.Start(t, rafttest.Options{Nodes: 3})
+	ctx := context.Background()
+	leader := leaderIndex(t, c, 3)
+	gw, other := (leader+1)%3, (leader+2)%3
+	if err := kvcluster.Update(ctx, c.KV(gw), 5, func(txn kvcluster.Txn) error {
+		return txn.Put(ctx, []byte("locked"), []byte("0"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	txn, err := c.KV(gw).Begin(ctx, kvcluster.TxnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := txn.(kvcluster.LockingTxn).LockForUpdate(ctx, []byte("locked")); err != nil {
+		t.Fatal(err)
+	}
+	// While its node lives, the lock holds.
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	t2, err := c.KV(other).Begin(ctx, kvcluster.TxnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := t2.(kvcluster.LockingTxn).LockForUpdate(wctx, []byte("locked")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("took a lock held by a live node's transaction: %v", err)
+	}
+	cancel()
+	t2.Rollback()
+	c.StopNode(gw) // the holder's node dies; its transaction never ends
+	wctx, cancel = context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	t3, err := c.KV(other).Begin(ctx, kvcluster.TxnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer t3.Rollback()
+	if _, _, err := t3.(kvcluster.LockingTxn).LockForUpdate(wctx, []byte("locked")); err != nil {
+		t.Fatalf("the dead node's lock was not released: %v", err)
+	}
+}

@@ -18,6 +18,9 @@ import (
 // leaders are not joined up: such a cycle ends when a waiter's context
 // does.)
 //
+// The leader releases the locks of transactions whose node died (repair
+// loop): nothing else would end them.
+//
 // After taking a lock the leader reads the key's latest value as of a
 // fresh timestamp lockTs, resolved like any read, and returns both. The
 // transaction's commit then checks the key for writes after lockTs, not
@@ -30,6 +33,7 @@ type lockTable struct {
 	waiting map[uint64]*rowLock  // owner → the lock it waits for
 	held    map[uint64][]string  // owner → the keys it holds
 	ended   map[uint64]time.Time // owners that ended: late acquisitions give up
+	nodeOf  map[uint64]uint64    // owner → the node its transaction runs on
 	endedQ  []endedOwner         // the same, oldest first, for pruning
 	endedAt int                  // endedQ[:endedAt] are pruned
 }
@@ -55,6 +59,7 @@ func (lt *lockTable) init() {
 		lt.waiting = make(map[uint64]*rowLock)
 		lt.held = make(map[uint64][]string)
 		lt.ended = make(map[uint64]time.Time)
+		lt.nodeOf = make(map[uint64]uint64)
 	}
 }
 
@@ -79,6 +84,7 @@ func (lt *lockTable) release(owner uint64) {
 		}
 	}
 	delete(lt.held, owner)
+	delete(lt.nodeOf, owner)
 	now := time.Now()
 	lt.ended[owner] = now
 	lt.endedQ = append(lt.endedQ, endedOwner{owner, now})
@@ -104,7 +110,7 @@ func (lt *lockTable) reset() {
 
 // lock takes key's lock for owner, waiting for its holder, then reads the
 // key's latest value as of a fresh timestamp, which it returns.
-func (r *replica) lock(ctx context.Context, key []byte, owner uint64) (value []byte, found bool, lockTs uint64, err error) {
+func (r *replica) lock(ctx context.Context, key []byte, owner, node uint64) (value []byte, found bool, lockTs uint64, err error) {
 	for {
 		r.mu.Lock()
 		if err := r.leaderCheckLocked(); err != nil {
@@ -121,6 +127,7 @@ func (r *replica) lock(ctx context.Context, key []byte, owner uint64) (value []b
 			r.mu.Unlock()
 			return nil, false, 0, errOwnerEnded
 		}
+		lt.nodeOf[owner] = node
 		l := lt.locks[string(key)]
 		if l == nil {
 			lt.locks[string(key)] = &rowLock{holder: owner, free: make(chan struct{})}
@@ -157,6 +164,24 @@ func (r *replica) lock(ctx context.Context, key []byte, owner uint64) (value []b
 		}
 	}
 	return value, found, lockTs, err
+}
+
+// releaseDead releases the locks of transactions whose node is not in
+// alive: a node that died cannot end them. A transaction waiting for a
+// lock on behalf of a dead node gives up.
+func (r *replica) releaseDead(alive map[uint64]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var dead []uint64
+	for owner, node := range r.locks.nodeOf {
+		if !alive[node] {
+			dead = append(dead, owner)
+		}
+	}
+	for _, owner := range dead {
+		r.locks.release(owner)
+		r.n.log.Info("released the row locks of a dead node's transaction", "shard", r.id, "owner", owner)
+	}
 }
 
 // unlock releases owner's locks.

@@ -12,7 +12,8 @@ import (
 	"github.com/shaledb/shaledb/replication/registry"
 )
 
-// Replica repair. Every shard's leader watches the liveness of its group's
+// Replica repair, and row locks of dead nodes' transactions (locks.go).
+// Every shard's leader watches the liveness of its group's
 // members in the registry. Once a member's node has been dead for
 // DeadReplicaAfter, and a live node holds no replica of the shard, the
 // leader adds that node to the group (publishing it in the shard map
@@ -49,7 +50,12 @@ func (n *Node) repairLoop() {
 					deadSince[nd.ID] = now
 				}
 			}
+			alive := map[uint64]bool{}
+			for _, nd := range nodes {
+				alive[nd.ID] = nd.Alive
+			}
 			for _, r := range n.replicaList() {
+				r.releaseDead(alive)
 				if err := r.repair(ctx, nodes, deadSince); err != nil && n.stopCtx.Err() == nil {
 					n.log.Warn("replica repair", "shard", r.id, "err", err)
 				}

@@ -86,6 +86,7 @@ type LockArgs struct {
 	Shard uint64
 	Key   []byte
 	Owner uint64
+	Node  uint64 // the node the transaction runs on
 }
 
 // LockReply answers LockArgs with the key's latest value as of LockTs.
@@ -287,7 +288,7 @@ func (n *Node) serveLock(ctx context.Context, a *LockArgs) LockReply {
 	}
 	var reply LockReply
 	var err error
-	reply.Value, reply.Found, reply.LockTs, err = r.lock(ctx, a.Key, a.Owner)
+	reply.Value, reply.Found, reply.LockTs, err = r.lock(ctx, a.Key, a.Owner, a.Node)
 	reply.Status, reply.Leader, reply.Err = statusOf(err)
 	return reply
 }
