@@ -116,6 +116,9 @@ func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, erro
 		if reply.Status != StatusWrongShard {
 			break
 		}
+		if err := n.shards.stale(ctx); err != nil {
+			return nil, false, err
+		}
 	}
 	switch reply.Status {
 	case StatusOK:
@@ -211,6 +214,9 @@ func (t *txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 		case StatusOK:
 			return reply.Value, reply.Found, nil
 		case StatusWrongShard:
+			if err := n.shards.stale(ctx); err != nil {
+				return nil, false, err
+			}
 			continue
 		}
 		return nil, false, replyErr(ctx, reply.Err, "read shard %d", d.ID)
@@ -363,6 +369,9 @@ func (t *txn) scanStored(ctx context.Context, lo, hi []byte, limit int, reverse 
 		switch reply.Status {
 		case StatusOK:
 		case StatusWrongShard:
+			if err := n.shards.stale(ctx); err != nil {
+				return nil, err
+			}
 			continue
 		default:
 			return nil, replyErr(ctx, reply.Err, "scan shard %d", d.ID)
@@ -502,6 +511,11 @@ func (t *txn) Commit(ctx context.Context) error {
 				err = kvcluster.ErrWriteConflict
 			case StatusRetryTs, StatusWrongShard:
 				cancel()
+				if reply.Status == StatusWrongShard {
+					if err := n.shards.stale(ctx); err != nil {
+						return err
+					}
+				}
 				continue
 			default:
 				err = fmt.Errorf("raft: commit to shard %d: %s", d.ID, reply.Err)
@@ -661,6 +675,9 @@ func (kv *KV) DropPrefix(ctx context.Context, prefix []byte) error {
 		switch reply.Status {
 		case StatusOK:
 		case StatusWrongShard:
+			if err := n.shards.stale(ctx); err != nil {
+				return err
+			}
 			continue
 		default:
 			return replyErr(ctx, reply.Err, "drop prefix on shard %d", d.ID)

@@ -221,6 +221,21 @@ func (m *shardMap) find(ctx context.Context, match func(shardDesc) bool, what fu
 	}
 }
 
+// stale is called when a replica said the cached map is out of date: it
+// waits for the map to change (the watch brings the news), or a moment.
+func (m *shardMap) stale(ctx context.Context) error {
+	m.mu.Lock()
+	changed := m.changed
+	m.mu.Unlock()
+	select {
+	case <-changed:
+	case <-time.After(50 * time.Millisecond):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
 // byID returns the shard with id.
 func (m *shardMap) byID(id uint64) (shardDesc, error) {
 	m.mu.Lock()
