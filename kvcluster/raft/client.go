@@ -124,6 +124,8 @@ func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, erro
 	case StatusOK:
 	case StatusDeadlock:
 		return nil, false, fmt.Errorf("raft: lock %q: %w", key, kvcluster.ErrDeadlock)
+	case StatusConflict:
+		return nil, false, fmt.Errorf("raft: lock %q: %s: %w", key, reply.Err, kvcluster.ErrWriteConflict)
 	default:
 		return nil, false, replyErr(ctx, reply.Err, "lock %q", key)
 	}

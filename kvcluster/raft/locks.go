@@ -2,7 +2,6 @@ package raft
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -51,7 +50,10 @@ type rowLock struct {
 // endedKeep is how long an ended owner is remembered.
 const endedKeep = time.Minute
 
-var errOwnerEnded = errors.New("raft: the transaction already ended")
+// errOwnerEnded: a lock request of a transaction that ended, or whose
+// locks were released because its node was reported dead. Retryable: the
+// transaction failed without effect.
+var errOwnerEnded = fmt.Errorf("raft: the transaction's locks were released (it ended, or its node was reported dead): %w", kvcluster.ErrWriteConflict)
 
 func (lt *lockTable) init() {
 	if lt.locks == nil {
@@ -147,6 +149,7 @@ func (r *replica) lock(ctx context.Context, key []byte, owner, node uint64) (val
 		r.mu.Unlock()
 		select {
 		case <-l.free:
+		case <-r.n.stopCtx.Done():
 		case <-ctx.Done():
 		}
 		r.mu.Lock()
@@ -156,6 +159,9 @@ func (r *replica) lock(ctx context.Context, key []byte, owner, node uint64) (val
 		r.mu.Unlock()
 		if err := ctx.Err(); err != nil {
 			return nil, false, 0, err
+		}
+		if r.n.stopCtx.Err() != nil {
+			return nil, false, 0, errNodeClosed
 		}
 	}
 	if lockTs, err = r.n.timestamp(ctx); err == nil {
@@ -180,7 +186,7 @@ func (r *replica) releaseDead(alive map[uint64]bool) {
 	}
 	for _, owner := range dead {
 		r.locks.release(owner)
-		r.n.log.Info("released the row locks of a dead node's transaction", "shard", r.id, "owner", owner)
+		r.n.log.Warn("released the row locks of a dead node's transaction", "shard", r.id, "owner", owner)
 	}
 }
 

@@ -137,6 +137,9 @@ type Node struct {
 	durableC  chan struct{}
 	loopWg    sync.WaitGroup
 
+	closeMu sync.RWMutex // held shared by requests using the stores
+	closed  bool
+
 	mu       sync.Mutex
 	replicas map[uint64]*replica
 	addrs    map[uint64]string // peer addresses by node id
@@ -251,6 +254,11 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.stop()
+	// Requests being served finish (they watch stopCtx); later ones are
+	// turned away before they touch the stores.
+	n.closeMu.Lock()
+	n.closed = true
+	n.closeMu.Unlock()
 	if n.shards != nil {
 		n.shards.close()
 	}
@@ -277,6 +285,16 @@ func (n *Node) Close() error {
 		n.logs = nil
 	}
 	return errors.Join(errs...)
+}
+
+// use admits a request to the node's stores until Close; release ends it.
+func (n *Node) use() (release func(), ok bool) {
+	n.closeMu.RLock()
+	if n.closed {
+		n.closeMu.RUnlock()
+		return nil, false
+	}
+	return n.closeMu.RUnlock, true
 }
 
 // wake tells the raft loop there may be work.
@@ -414,6 +432,8 @@ func (n *Node) timestamp(ctx context.Context) (uint64, error) {
 		n.tsoLeader.Store(0) // ask the election again
 		select {
 		case <-time.After(5 * time.Millisecond):
+		case <-n.stopCtx.Done():
+			return 0, errNodeClosed
 		case <-ctx.Done():
 			return 0, fmt.Errorf("raft: no timestamp oracle: %w (last error: %v)", ctx.Err(), err)
 		}

@@ -50,9 +50,12 @@ func (n *Node) repairLoop() {
 					deadSince[nd.ID] = now
 				}
 			}
+			// A node counts as gone for its locks once it has been dead
+			// for a lease period more: a lease can lapse under load.
 			alive := map[uint64]bool{}
 			for _, nd := range nodes {
-				alive[nd.ID] = nd.Alive
+				since, dead := deadSince[nd.ID]
+				alive[nd.ID] = !dead || time.Since(since) < n.opts.LeaseTTL
 			}
 			for _, r := range n.replicaList() {
 				r.releaseDead(alive)

@@ -178,6 +178,8 @@ func (r *replica) resolve(ctx context.Context, ts uint64) error {
 	for _, w := range waits {
 		select {
 		case <-w:
+		case <-r.n.stopCtx.Done():
+			return errNodeClosed
 		case <-ctx.Done():
 			if ch != nil {
 				r.dropRead(id)
@@ -192,6 +194,8 @@ func (r *replica) resolve(ctx context.Context, ts uint64) error {
 				return &notLeaderError{}
 			}
 			index = i
+		case <-r.n.stopCtx.Done():
+			return errNodeClosed
 		case <-ctx.Done():
 			r.dropRead(id)
 			return ctx.Err()
@@ -217,6 +221,8 @@ func (r *replica) waitApplied(ctx context.Context, index uint64) error {
 		r.mu.Unlock()
 		select {
 		case <-c:
+		case <-r.n.stopCtx.Done():
+			return errNodeClosed
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -242,12 +242,14 @@ func statusOf(err error) (Status, uint64, string) {
 		return StatusOK, 0, ""
 	case errors.As(err, &nl):
 		return StatusNotLeader, nl.leader, ""
-	case errors.Is(err, errNoReplica):
-		return StatusNoReplica, 0, ""
+	case errors.Is(err, errNoReplica), errors.Is(err, errNodeClosed):
+		return StatusNoReplica, 0, "" // another replica may answer
 	case errors.Is(err, errWrongShard):
 		return StatusWrongShard, 0, err.Error()
 	case errors.Is(err, kvcluster.ErrDeadlock):
 		return StatusDeadlock, 0, err.Error()
+	case errors.Is(err, errOwnerEnded):
+		return StatusConflict, 0, err.Error()
 	case errors.Is(err, errRetryTs):
 		return StatusRetryTs, 0, ""
 	case errors.Is(err, errAmbiguous):
@@ -257,6 +259,11 @@ func statusOf(err error) (Status, uint64, string) {
 }
 
 func (n *Node) serveRead(ctx context.Context, a *ReadArgs) ReadReply {
+	release, ok := n.use()
+	if !ok {
+		return ReadReply{Status: StatusNoReplica}
+	}
+	defer release()
 	r := n.replica(a.Shard)
 	if r == nil {
 		return ReadReply{Status: StatusNoReplica}
@@ -268,6 +275,11 @@ func (n *Node) serveRead(ctx context.Context, a *ReadArgs) ReadReply {
 }
 
 func (n *Node) serveCommit(ctx context.Context, a *CommitArgs) CommitReply {
+	release, ok := n.use()
+	if !ok {
+		return CommitReply{Status: StatusNoReplica}
+	}
+	defer release()
 	r := n.replica(a.Shard)
 	if r == nil {
 		return CommitReply{Status: StatusNoReplica}
@@ -282,6 +294,11 @@ func (n *Node) serveCommit(ctx context.Context, a *CommitArgs) CommitReply {
 }
 
 func (n *Node) serveLock(ctx context.Context, a *LockArgs) LockReply {
+	release, ok := n.use()
+	if !ok {
+		return LockReply{Status: StatusNoReplica}
+	}
+	defer release()
 	r := n.replica(a.Shard)
 	if r == nil {
 		return LockReply{Status: StatusNoReplica}
@@ -294,6 +311,11 @@ func (n *Node) serveLock(ctx context.Context, a *LockArgs) LockReply {
 }
 
 func (n *Node) serveUnlock(a *UnlockArgs) UnlockReply {
+	release, ok := n.use()
+	if !ok {
+		return UnlockReply{Status: StatusNoReplica}
+	}
+	defer release()
 	r := n.replica(a.Shard)
 	if r == nil {
 		return UnlockReply{Status: StatusNoReplica}
@@ -310,6 +332,11 @@ func (n *Node) serveUnlock(a *UnlockArgs) UnlockReply {
 }
 
 func (n *Node) serveShardStats(a *ShardStatsArgs) ShardStatsReply {
+	release, ok := n.use()
+	if !ok {
+		return ShardStatsReply{Status: StatusNoReplica}
+	}
+	defer release()
 	r := n.replica(a.Shard)
 	if r == nil {
 		return ShardStatsReply{Status: StatusNoReplica}
@@ -332,6 +359,11 @@ func (n *Node) serveShardStats(a *ShardStatsArgs) ShardStatsReply {
 }
 
 func (n *Node) serveDrop(ctx context.Context, a *DropArgs) DropReply {
+	release, ok := n.use()
+	if !ok {
+		return DropReply{Status: StatusNoReplica}
+	}
+	defer release()
 	r := n.replica(a.Shard)
 	if r == nil {
 		return DropReply{Status: StatusNoReplica}
@@ -342,6 +374,11 @@ func (n *Node) serveDrop(ctx context.Context, a *DropArgs) DropReply {
 }
 
 func (n *Node) serveCommitStatus(ctx context.Context, a *CommitStatusArgs) CommitStatusReply {
+	release, ok := n.use()
+	if !ok {
+		return CommitStatusReply{Status: StatusNoReplica}
+	}
+	defer release()
 	r := n.replica(a.Shard)
 	if r == nil {
 		return CommitStatusReply{Status: StatusNoReplica}

@@ -92,7 +92,7 @@ func (c *Cluster) StartNode(i int) error {
 		Cluster:           c.Name,
 		Region:            "r1",
 		ReplicationFactor: c.opts.ReplicationFactor,
-		LeaseTTL:          time.Second,
+		LeaseTTL:          3 * time.Second,
 		DeadReplicaAfter:  c.opts.DeadReplicaAfter,
 		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test", c.t.Name(), "i", i),
 	})
