@@ -498,7 +498,7 @@ func (t *txn) Commit(ctx context.Context) error {
 		octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitOutcomeWait)
 		var reply CommitReply
 		err = n.onLeader(octx, d, "Commit", a, &reply, func() { reply = n.serveCommit(octx, a) })
-		if err == nil && reply.Status == StatusAmbiguous {
+		if errors.Is(err, errUnanswered) || err == nil && reply.Status == StatusAmbiguous {
 			// Learning the outcome takes a leader: the caller may stop
 			// waiting for one (and gets ErrCommitUnknown).
 			lctx, lcancel := context.WithCancel(octx)
@@ -553,7 +553,7 @@ func (t *txn) learnOutcome(ctx context.Context, d shardDesc, commitTs uint64, ke
 // connection. It returns once a replica answered with a status other than
 // not-leader or no-replica, or with ctx's error. A request to a remote
 // peer that may have been delivered and got no answer is reported as
-// StatusAmbiguous for a Commit.
+// errUnanswered for a onceRequest.
 func (n *Node) onLeader(ctx context.Context, d shardDesc, method string, args any, reply shardReply, serveLocal func()) error {
 	target := n.shards.leader(d.ID)
 	if target == 0 && len(d.Replicas) > 0 {
@@ -571,12 +571,9 @@ func (n *Node) onLeader(ctx context.Context, d shardDesc, method string, args an
 				sent, err = p.call(ctx, method, args, reply)
 			}
 		}
-		if err != nil && sent && method == "Commit" && ctx.Err() == nil {
-			// The leader may have proposed it: learn the outcome instead.
-			if cr, ok := reply.(*CommitReply); ok {
-				*cr = CommitReply{Status: StatusAmbiguous, Err: err.Error()}
-				return nil
-			}
+		if _, once := args.(onceRequest); once && err != nil && sent && ctx.Err() == nil {
+			// It may have been acted on: sending it again could apply it twice.
+			return fmt.Errorf("%w: %w", errUnanswered, err)
 		}
 		if err == nil {
 			st, l := reply.result()
@@ -626,6 +623,17 @@ func nextReplica(d shardDesc, cur uint64) uint64 {
 	}
 	return d.Replicas[0]
 }
+
+// onceRequest is a request that must not be sent again once it may have
+// reached a replica: onLeader then returns errUnanswered instead of
+// trying elsewhere.
+type onceRequest interface{ sendOnce() }
+
+func (*CommitArgs) sendOnce() {}
+
+// errUnanswered: a onceRequest may have reached the replica, and no answer
+// came back.
+var errUnanswered = errors.New("raft: request sent, no answer")
 
 // shardReply is a reply from a shard's replica.
 type shardReply interface {

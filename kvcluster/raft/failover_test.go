@@ -44,64 +44,17 @@ func TestFailover(t *testing.T) {
 	old := leaderIndex(t, c, 3)
 	gw := (old + 1) % 3 // the writers' gateway stays up
 
-	var mu sync.Mutex
-	acked := map[string]string{}
-	var firstAfterStop time.Time
-	var stoppedAt time.Time
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			kv := c.KV(gw)
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key, val := fmt.Sprintf("failover/%d/%06d", w, i), fmt.Sprint(i)
-				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := kvcluster.Update(cctx, kv, 1, func(txn kvcluster.Txn) error {
-					return txn.Put(cctx, []byte(key), []byte(val))
-				})
-				cancel()
-				if err != nil {
-					continue // not acknowledged: may or may not be there
-				}
-				mu.Lock()
-				acked[key] = val
-				if !stoppedAt.IsZero() && firstAfterStop.IsZero() {
-					firstAfterStop = time.Now()
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	load := startWriteLoad(ctx, c.KV(gw), "failover", 5*time.Second)
 	time.Sleep(300 * time.Millisecond)
-	mu.Lock()
-	before := len(acked)
-	stoppedAt = time.Now()
-	mu.Unlock()
+	before := load.fault()
 	c.StopNode(old)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		mu.Lock()
-		done := !firstAfterStop.IsZero() && len(acked) > before+50
-		mu.Unlock()
-		if done || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
-	if firstAfterStop.IsZero() {
+	load.waitResumed(15*time.Second, 50)
+	acked, took := load.finish()
+	if took == 0 {
 		t.Fatalf("no write succeeded within 15 s of stopping the leader (%d acknowledged before)", before)
 	}
 	t.Logf("%d writes acknowledged before the leader stopped, %d in all; first write %v after the stop",
-		before, len(acked), firstAfterStop.Sub(stoppedAt).Round(time.Millisecond))
+		before, len(acked), took.Round(time.Millisecond))
 
 	check := func(when string) {
 		t.Helper()
@@ -122,7 +75,7 @@ func TestFailover(t *testing.T) {
 	}
 	acked["failover/after-restart"] = "x"
 	oldID := c.Node(old).ID()
-	deadline = time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for leaderIndex(t, c, 3) != old {
 		if time.Now().After(deadline) {
 			t.Fatal("the restarted node did not take over the lead")
@@ -147,4 +100,87 @@ func checkAcked(ctx context.Context, kv kvcluster.KvCluster, acked map[string]st
 		}
 		return nil
 	})
+}
+
+// writeLoad is 4 writers of fresh keys through one KvCluster, each write
+// a transaction of its own, recording every acknowledged write and, once
+// a fault is marked, the first acknowledged write that began after it.
+type writeLoad struct {
+	mu                  sync.Mutex
+	acked               map[string]string
+	faultAt, firstAfter time.Time
+	stop                chan struct{}
+	wg                  sync.WaitGroup
+}
+
+// startWriteLoad starts writing prefix/<writer>/<n>; each write may take
+// up to opTimeout.
+func startWriteLoad(ctx context.Context, kv kvcluster.KvCluster, prefix string, opTimeout time.Duration) *writeLoad {
+	l := &writeLoad{acked: map[string]string{}, stop: make(chan struct{})}
+	for w := 0; w < 4; w++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				key, val := fmt.Sprintf("%s/%d/%06d", prefix, w, i), fmt.Sprint(i)
+				began := time.Now()
+				cctx, cancel := context.WithTimeout(ctx, opTimeout)
+				err := kvcluster.Update(cctx, kv, 1, func(txn kvcluster.Txn) error {
+					return txn.Put(cctx, []byte(key), []byte(val))
+				})
+				cancel()
+				if err != nil {
+					continue // not acknowledged: may or may not be there
+				}
+				l.mu.Lock()
+				l.acked[key] = val
+				if !l.faultAt.IsZero() && began.After(l.faultAt) && l.firstAfter.IsZero() {
+					l.firstAfter = time.Now()
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// fault marks the moment of a fault; it returns how many writes were
+// acknowledged before it.
+func (l *writeLoad) fault() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.faultAt = time.Now()
+	return len(l.acked)
+}
+
+// waitResumed waits, up to within, for a write begun after the fault to be
+// acknowledged and more writes in all since the fault.
+func (l *writeLoad) waitResumed(within time.Duration, more int) {
+	l.mu.Lock()
+	target := len(l.acked) + more
+	l.mu.Unlock()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		l.mu.Lock()
+		done := !l.firstAfter.IsZero() && len(l.acked) >= target
+		l.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// finish stops the writers and returns the acknowledged writes and the
+// time from the fault to the first write after it (0 if none).
+func (l *writeLoad) finish() (map[string]string, time.Duration) {
+	close(l.stop)
+	l.wg.Wait()
+	if l.firstAfter.IsZero() {
+		return l.acked, 0
+	}
+	return l.acked, l.firstAfter.Sub(l.faultAt)
 }

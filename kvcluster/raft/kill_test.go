@@ -156,62 +156,18 @@ func (c *procCluster) leader(ctx context.Context) uint64 {
 // and returns the time from the kill to the first acknowledged write that
 // began after it, with every acknowledged write.
 func (c *procCluster) failover(ctx context.Context) (uint64, time.Duration, map[string]string) {
-	var mu sync.Mutex
-	acked := map[string]string{}
-	var killedAt, firstAfter time.Time
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	kv := c.gateway.KV()
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				key, val := fmt.Sprintf("kill/%d/%06d", w, i), strconv.Itoa(i)
-				began := time.Now()
-				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				err := kvcluster.Update(cctx, kv, 1, func(txn kvcluster.Txn) error { return txn.Put(cctx, []byte(key), []byte(val)) })
-				cancel()
-				if err != nil {
-					continue
-				}
-				mu.Lock()
-				acked[key] = val
-				if !killedAt.IsZero() && began.After(killedAt) && firstAfter.IsZero() {
-					firstAfter = time.Now()
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	load := startWriteLoad(ctx, c.gateway.KV(), "kill", 10*time.Second)
 	time.Sleep(500 * time.Millisecond)
 	leader := c.leader(ctx)
-	mu.Lock()
-	killedAt = time.Now()
-	mu.Unlock()
+	load.fault()
 	c.kill(leader)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		done := !firstAfter.IsZero()
-		mu.Unlock()
-		if done || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	load.waitResumed(30*time.Second, 0)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if firstAfter.IsZero() {
+	acked, took := load.finish()
+	if took == 0 {
 		c.tb.Fatalf("no write succeeded within 30 s of killing the leader")
 	}
-	return leader, firstAfter.Sub(killedAt), acked
+	return leader, took, acked
 }
 
 func (c *procCluster) checkAcked(ctx context.Context, acked map[string]string) {

@@ -209,9 +209,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 // ID is the node's id in the cluster.
 func (n *Node) ID() uint64 { return n.id }
 
-// PeerAddr is the address the node's peer listener is bound to.
-func (n *Node) PeerAddr() string { return n.transport.ln.Addr().String() }
-
 // loadID returns the node id stored in the data directory, allocating
 // and storing one on first start.
 func (n *Node) loadID(ctx context.Context) (uint64, error) {

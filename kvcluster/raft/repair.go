@@ -3,6 +3,7 @@ package raft
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -77,14 +78,16 @@ func (r *replica) repair(ctx context.Context, nodes []registry.Node, deadSince m
 	}
 	desc := r.desc
 	st := r.rn.Status()
-	voters, learners := idsOf(st.Config.Voters.IDs()), idsOf(st.Config.Learners)
+	voters := slices.Sorted(maps.Keys(st.Config.Voters.IDs()))
+	learners := slices.Sorted(maps.Keys(st.Config.Learners))
 	pending := r.confPending && time.Since(r.confPendingSince) < confPendingMax
 	r.mu.Unlock()
 	if pending {
 		return nil
 	}
 	// The map follows the group.
-	if members := sorted(append(slices.Clone(voters), learners...)); !slices.Equal(sorted(desc.Replicas), members) {
+	members := slices.Sorted(slices.Values(append(slices.Clone(voters), learners...)))
+	if !slices.Equal(slices.Sorted(slices.Values(desc.Replicas)), members) {
 		desc.Replicas = members
 		return r.n.shards.publish(ctx, desc)
 	}
@@ -122,15 +125,6 @@ func (r *replica) repair(ctx context.Context, nodes []registry.Node, deadSince m
 	}
 	r.n.log.Info("re-creating a dead node's replica", "shard", r.id, "dead", dead[0], "on", candidate)
 	return r.proposeConfChange(raftpb.ConfChange{Type: raftpb.ConfChangeAddLearnerNode, NodeID: candidate})
-}
-
-func idsOf(m map[uint64]struct{}) []uint64 {
-	out := make([]uint64, 0, len(m))
-	for id := range m {
-		out = append(out, id)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func (r *replica) proposeConfChange(cc raftpb.ConfChange) error {
@@ -183,10 +177,4 @@ func (n *Node) dropReplica(shard uint64) {
 		r.mu.Unlock()
 		n.log.Info("dropped the replica of a shard moved off this node", "shard", shard)
 	}
-}
-
-func sorted(ids []uint64) []uint64 {
-	out := slices.Clone(ids)
-	slices.Sort(out)
-	return out
 }

@@ -47,14 +47,18 @@ type replica struct {
 	term      uint64
 	leader    uint64
 	isLeader  bool
-	floorSet  bool          // a leader serves only once its read floor is set
-	maxReadTs uint64        // the read floor
-	nextID    atomic.Uint64 // handles of proposals and reads
-	props     map[uint64]*proposal
-	reads     map[uint64]chan uint64
-	applied   uint64
-	appliedC  chan struct{} // closed and replaced whenever applied grows
-	locks     lockTable     // row locks, while leading (locks.go)
+	floorSet  bool   // a leader serves only once its read floor is set
+	maxReadTs uint64 // the read floor
+	// termCommitted is a term in which this replica, leading, has seen an
+	// entry of its own committed: from then on its commit index is a read
+	// index, for the rest of the term.
+	termCommitted uint64
+	nextID        atomic.Uint64 // handles of proposals and reads
+	props         map[uint64]*proposal
+	reads         map[uint64]chan uint64
+	applied       uint64
+	appliedC      chan struct{} // closed and replaced whenever applied grows
+	locks         lockTable     // row locks, while leading (locks.go)
 	// confPending is set while a membership change this leader proposed
 	// is not applied yet (repair.go); raft may drop one, so it expires.
 	confPending      bool
@@ -165,7 +169,12 @@ func (r *replica) resolve(ctx context.Context, ts uint64) error {
 		return &notLeaderError{leader: bs.Lead}
 	}
 	index := bs.Commit
-	if term, err := r.log.Term(bs.Commit); err != nil || term != bs.Term {
+	if r.termCommitted != bs.Term {
+		if term, err := r.log.Term(bs.Commit); err == nil && term == bs.Term {
+			r.termCommitted = bs.Term // true for the rest of the term
+		}
+	}
+	if r.termCommitted != bs.Term {
 		id = r.nextID.Add(1)
 		ch = make(chan uint64, 1)
 		r.reads[id] = ch

@@ -258,13 +258,24 @@ func statusOf(err error) (Status, uint64, string) {
 	return StatusError, 0, err.Error()
 }
 
-func (n *Node) serveRead(ctx context.Context, a *ReadArgs) ReadReply {
+// serving admits a request for shard: it returns this node's replica of
+// it, or nil when the node holds none or is closing. release ends the
+// request (see Node.use).
+func (n *Node) serving(shard uint64) (r *replica, release func()) {
 	release, ok := n.use()
 	if !ok {
-		return ReadReply{Status: StatusNoReplica}
+		return nil, func() {}
 	}
+	if r = n.replica(shard); r == nil {
+		release()
+		return nil, func() {}
+	}
+	return r, release
+}
+
+func (n *Node) serveRead(ctx context.Context, a *ReadArgs) ReadReply {
+	r, release := n.serving(a.Shard)
 	defer release()
-	r := n.replica(a.Shard)
 	if r == nil {
 		return ReadReply{Status: StatusNoReplica}
 	}
@@ -275,12 +286,8 @@ func (n *Node) serveRead(ctx context.Context, a *ReadArgs) ReadReply {
 }
 
 func (n *Node) serveCommit(ctx context.Context, a *CommitArgs) CommitReply {
-	release, ok := n.use()
-	if !ok {
-		return CommitReply{Status: StatusNoReplica}
-	}
+	r, release := n.serving(a.Shard)
 	defer release()
-	r := n.replica(a.Shard)
 	if r == nil {
 		return CommitReply{Status: StatusNoReplica}
 	}
@@ -294,12 +301,8 @@ func (n *Node) serveCommit(ctx context.Context, a *CommitArgs) CommitReply {
 }
 
 func (n *Node) serveLock(ctx context.Context, a *LockArgs) LockReply {
-	release, ok := n.use()
-	if !ok {
-		return LockReply{Status: StatusNoReplica}
-	}
+	r, release := n.serving(a.Shard)
 	defer release()
-	r := n.replica(a.Shard)
 	if r == nil {
 		return LockReply{Status: StatusNoReplica}
 	}
@@ -311,12 +314,8 @@ func (n *Node) serveLock(ctx context.Context, a *LockArgs) LockReply {
 }
 
 func (n *Node) serveUnlock(a *UnlockArgs) UnlockReply {
-	release, ok := n.use()
-	if !ok {
-		return UnlockReply{Status: StatusNoReplica}
-	}
+	r, release := n.serving(a.Shard)
 	defer release()
-	r := n.replica(a.Shard)
 	if r == nil {
 		return UnlockReply{Status: StatusNoReplica}
 	}
@@ -332,12 +331,8 @@ func (n *Node) serveUnlock(a *UnlockArgs) UnlockReply {
 }
 
 func (n *Node) serveShardStats(a *ShardStatsArgs) ShardStatsReply {
-	release, ok := n.use()
-	if !ok {
-		return ShardStatsReply{Status: StatusNoReplica}
-	}
+	r, release := n.serving(a.Shard)
 	defer release()
-	r := n.replica(a.Shard)
 	if r == nil {
 		return ShardStatsReply{Status: StatusNoReplica}
 	}
@@ -359,12 +354,8 @@ func (n *Node) serveShardStats(a *ShardStatsArgs) ShardStatsReply {
 }
 
 func (n *Node) serveDrop(ctx context.Context, a *DropArgs) DropReply {
-	release, ok := n.use()
-	if !ok {
-		return DropReply{Status: StatusNoReplica}
-	}
+	r, release := n.serving(a.Shard)
 	defer release()
-	r := n.replica(a.Shard)
 	if r == nil {
 		return DropReply{Status: StatusNoReplica}
 	}
@@ -374,12 +365,8 @@ func (n *Node) serveDrop(ctx context.Context, a *DropArgs) DropReply {
 }
 
 func (n *Node) serveCommitStatus(ctx context.Context, a *CommitStatusArgs) CommitStatusReply {
-	release, ok := n.use()
-	if !ok {
-		return CommitStatusReply{Status: StatusNoReplica}
-	}
+	r, release := n.serving(a.Shard)
 	defer release()
-	r := n.replica(a.Shard)
 	if r == nil {
 		return CommitStatusReply{Status: StatusNoReplica}
 	}

@@ -183,30 +183,6 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 		last uint64
 	}
 	next := make([]bounds, len(updates))
-	txn := s.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	set := func(k, v []byte) error {
-		err := txn.Set(k, v)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err = txn.Commit(); err != nil {
-				return err
-			}
-			txn = s.db.NewTransaction(true)
-			err = txn.Set(k, v)
-		}
-		return err
-	}
-	del := func(k []byte) error {
-		err := txn.Delete(k)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err = txn.Commit(); err != nil {
-				return err
-			}
-			txn = s.db.NewTransaction(true)
-			err = txn.Delete(k)
-		}
-		return err
-	}
 	// Check every update before writing any: a transaction too big for
 	// one Badger commit is split, so nothing may fail after the first.
 	for _, u := range updates {
@@ -220,17 +196,12 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 			}
 			snap, last = u.Snapshot.Metadata, u.Snapshot.Metadata.Index
 		}
-		if len(u.Entries) > 0 {
-			if first := u.Entries[0].Index; first <= snap.Index || first > last+1 {
-				return fmt.Errorf("raftlog: group %d: entries from %d do not follow the log (%d..%d]", l.group, first, snap.Index, last)
-			}
-			for i, e := range u.Entries[1:] {
-				if e.Index != u.Entries[i].Index+1 {
-					return fmt.Errorf("raftlog: group %d: entries not consecutive at %d", l.group, e.Index)
-				}
-			}
+		if err := checkEntries(l.group, u.Entries, snap.Index, last); err != nil {
+			return err
 		}
 	}
+	wb := s.newBatch()
+	defer func() { wb.discard() }()
 	for i, u := range updates {
 		l := u.Log
 		l.mu.RLock()
@@ -243,57 +214,31 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 			if err != nil {
 				return err
 			}
-			if err := set(snapshotKey(l.group), data); err != nil {
+			if err := wb.set(snapshotKey(l.group), data); err != nil {
 				return err
 			}
 			// The snapshot replaces the log: entries at or below its
 			// index go, and so do later ones (they may conflict).
-			for idx := snap.Index + 1; idx <= last; idx++ {
-				if err := del(entryKey(l.group, idx)); err != nil {
-					return err
-				}
+			if err := wb.deleteEntries(l.group, snap.Index+1, last); err != nil {
+				return err
 			}
-			b.snap, b.last, snap = &m, m.Index, m
-			last = m.Index
+			b.snap, b.last = &m, m.Index
 		}
-		if len(u.Entries) > 0 {
-			for _, e := range u.Entries {
-				data, err := e.Marshal()
-				if err != nil {
-					return err
-				}
-				if err := set(entryKey(l.group, e.Index), data); err != nil {
-					return err
-				}
-			}
-			newLast := u.Entries[len(u.Entries)-1].Index
-			for idx := newLast + 1; idx <= last; idx++ {
-				if err := del(entryKey(l.group, idx)); err != nil {
-					return err
-				}
-			}
-			b.last = newLast
+		var err error
+		if b.last, err = wb.entries(l.group, u.Entries, b.last); err != nil {
+			return err
+		}
+		if err := wb.hardState(l.group, u.HardState); err != nil {
+			return err
 		}
 		if !raft.IsEmptyHardState(u.HardState) {
 			hs := u.HardState
-			data, err := hs.Marshal()
-			if err != nil {
-				return err
-			}
-			if err := set(hardStateKey(l.group), data); err != nil {
-				return err
-			}
 			b.hs = &hs
 		}
 		next[i] = b
 	}
-	if err := txn.Commit(); err != nil {
+	if err := wb.finish(updates); err != nil {
 		return fmt.Errorf("raftlog: write: %w", err)
-	}
-	if !s.inMemory && slices.ContainsFunc(updates, func(u Update) bool { return !u.Unsynced }) {
-		if err := s.db.Sync(); err != nil {
-			return fmt.Errorf("raftlog: sync: %w", err)
-		}
 	}
 	for i, u := range updates {
 		l, b := u.Log, next[i]

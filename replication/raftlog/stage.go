@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/dgraph-io/badger/v4"
 	"go.etcd.io/etcd/raft/v3"
 )
 
@@ -56,13 +55,8 @@ func (s *Store) Stage(updates []Update) error {
 		l.mu.RLock()
 		last, snap := l.last, l.snap
 		l.mu.RUnlock()
-		if first := u.Entries[0].Index; first <= snap.Index || first > last+1 {
-			return fmt.Errorf("raftlog: group %d: entries from %d do not follow the log (%d..%d]", l.group, first, snap.Index, last)
-		}
-		for i, e := range u.Entries[1:] {
-			if e.Index != u.Entries[i].Index+1 {
-				return fmt.Errorf("raftlog: group %d: entries not consecutive at %d", l.group, e.Index)
-			}
+		if err := checkEntries(l.group, u.Entries, snap.Index, last); err != nil {
+			return err
 		}
 	}
 	s.seq++
@@ -113,70 +107,28 @@ func (s *Store) Persist(ctx context.Context) error {
 	// What each log's Badger part looks like as the batch is written.
 	durable := map[*Log]uint64{}
 	var seq uint64
-	txn := s.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	put := func(k, v []byte, del bool) error {
-		op := func() error {
-			if del {
-				return txn.Delete(k)
-			}
-			return txn.Set(k, v)
-		}
-		err := op()
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err = txn.Commit(); err != nil {
-				return err
-			}
-			txn = s.db.NewTransaction(true)
-			err = op()
-		}
-		return err
-	}
-	for _, st := range batch {
+	wb := s.newBatch()
+	defer func() { wb.discard() }()
+	updates := make([]Update, len(batch))
+	for i, st := range batch {
 		u, l := st.u, st.u.Log
-		seq = st.seq
+		updates[i], seq = u, st.seq
 		last, ok := durable[l]
 		if !ok {
 			l.mu.RLock()
 			last = l.durableLast
 			l.mu.RUnlock()
 		}
-		if n := len(u.Entries); n > 0 {
-			for _, e := range u.Entries {
-				data, err := e.Marshal()
-				if err != nil {
-					return err
-				}
-				if err := put(entryKey(l.group, e.Index), data, false); err != nil {
-					return fmt.Errorf("raftlog: persist: %w", err)
-				}
-			}
-			newLast := u.Entries[n-1].Index
-			for idx := newLast + 1; idx <= last; idx++ {
-				if err := put(entryKey(l.group, idx), nil, true); err != nil {
-					return fmt.Errorf("raftlog: persist: %w", err)
-				}
-			}
-			last = newLast
+		var err error
+		if durable[l], err = wb.entries(l.group, u.Entries, last); err != nil {
+			return fmt.Errorf("raftlog: persist: %w", err)
 		}
-		durable[l] = last
-		if !raft.IsEmptyHardState(u.HardState) {
-			data, err := u.HardState.Marshal()
-			if err != nil {
-				return err
-			}
-			if err := put(hardStateKey(l.group), data, false); err != nil {
-				return fmt.Errorf("raftlog: persist: %w", err)
-			}
+		if err := wb.hardState(l.group, u.HardState); err != nil {
+			return fmt.Errorf("raftlog: persist: %w", err)
 		}
 	}
-	if err := txn.Commit(); err != nil {
+	if err := wb.finish(updates); err != nil {
 		return fmt.Errorf("raftlog: persist: %w", err)
-	}
-	if !s.inMemory && slices.ContainsFunc(batch, func(st stagedUpdate) bool { return !st.u.Unsynced }) {
-		if err := s.db.Sync(); err != nil {
-			return fmt.Errorf("raftlog: sync: %w", err)
-		}
 	}
 	for l, last := range durable {
 		l.mu.Lock()
