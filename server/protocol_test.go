@@ -356,3 +356,61 @@ SELECT name FROM ps WHERE id = 2;
 		t.Errorf("unknown database: %s", out)
 	}
 }
+
+// TestCopyInWaitsForCopyDone: COPY FROM STDIN data may end with the \.
+// marker before the client's CopyDone; the server answers only after
+// CopyDone, as PostgreSQL does, so a client still sending is not answered
+// mid-copy (pgx's CopyFrom hung when it was).
+func TestCopyInWaitsForCopyDone(t *testing.T) {
+	_, url := startNode(t)
+	ctx := context.Background()
+	c := connect(t, url, pgx.QueryExecModeSimpleProtocol)
+	if _, err := c.Exec(ctx, "CREATE TABLE ci (id int PRIMARY KEY, t text)"); err != nil {
+		t.Fatal(err)
+	}
+	pc := c.PgConn()
+	fe := pc.Frontend()
+	fe.Send(&pgproto3.Query{String: "COPY ci FROM STDIN"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*pgproto3.CopyInResponse); !ok {
+		t.Fatalf("got %T, want CopyInResponse", msg)
+	}
+	fe.Send(&pgproto3.CopyData{Data: []byte("1\tone\n\\.\n")})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Before CopyDone the server must stay silent.
+	if err := pc.Conn().SetReadDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := fe.Receive(); err == nil {
+		t.Fatalf("the server answered %T before CopyDone", msg)
+	}
+	if err := pc.Conn().SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	fe.Send(&pgproto3.CopyDone{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var tag string
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cc, ok := msg.(*pgproto3.CommandComplete); ok {
+			tag = string(cc.CommandTag)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if tag != "COPY 1" {
+		t.Fatalf("tag %q, want COPY 1", tag)
+	}
+}

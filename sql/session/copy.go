@@ -290,9 +290,14 @@ func (s *Session) copyFrom(ctx context.Context, st *pg.CopyStmt, o copyOptions, 
 		return row, nil
 	}
 	n, err := executor.Run(s.runtime(ctx, nil), ins, func([]value.Value) error { return nil })
+	// Read on to the client's CopyDone whatever happened — the rows may
+	// have failed, or ended at a \. marker before it — so the protocol
+	// stays in step: the answer comes after CopyDone, as in PostgreSQL.
+	// A CopyFail after the marker still fails the COPY.
+	if _, derr := io.Copy(io.Discard, data); err == nil {
+		err = derr
+	}
 	if err != nil {
-		// Drain what the client still sends, so the protocol stays in step.
-		_, _ = io.Copy(io.Discard, data)
 		return err
 	}
 	return w.Complete("COPY " + strconv.FormatInt(n, 10))
