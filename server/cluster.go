@@ -9,7 +9,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shaledb/shaledb/kvcluster/raft"
+	"github.com/shaledb/shaledb/sql/keys"
 )
+
+// DefaultShardMaxBytes is the size past which a shard splits, unless
+// ClusterConfig.ShardMaxBytes says otherwise.
+const DefaultShardMaxBytes = 64 << 20
 
 // clusterMember is the store of a cluster node: the node's KvCluster,
 // closing which also stops the node and its etcd client.
@@ -34,6 +39,13 @@ func joinCluster(ctx context.Context, cfg Config) (*clusterMember, error) {
 		etcd.Close()
 		return nil, fmt.Errorf("etcd at %v does not answer: %w", cc.Etcd, err)
 	}
+	shardMax := cc.ShardMaxBytes
+	switch {
+	case shardMax == 0:
+		shardMax = DefaultShardMaxBytes
+	case shardMax < 0:
+		shardMax = 0
+	}
 	node, err := raft.Start(ctx, raft.Options{
 		DataDir:           cfg.DataDir,
 		PeerListen:        cc.PeerListen,
@@ -42,6 +54,8 @@ func joinCluster(ctx context.Context, cfg Config) (*clusterMember, error) {
 		Etcd:              etcd,
 		Cluster:           cc.Name,
 		ReplicationFactor: cc.ReplicationFactor,
+		ShardMaxBytes:     shardMax,
+		SplitKey:          keys.TenantSplitKey,
 		Logger:            cfg.Logger,
 	})
 	if err != nil {

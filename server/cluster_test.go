@@ -7,10 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/shaledb/shaledb/server"
 	"github.com/shaledb/shaledb/server/servertest"
 )
 
@@ -154,5 +157,111 @@ func TestClusterPgbench(t *testing.T) {
 		if s != sums[0] {
 			t.Fatalf("balances disagree: %v", sums)
 		}
+	}
+}
+
+// TestClusterSplitsAtTenants runs a 3-node cluster whose shards split past
+// 32 KiB. Tenants filled with rows end up on shards of their own, split at
+// tenant boundaries (the metadata and the system tenant stay in the first
+// shard); afterwards new tenants are still created, online index builds
+// still run, and every tenant reads back all of its rows through every
+// node.
+func TestClusterSplitsAtTenants(t *testing.T) {
+	nodes := servertest.StartCluster(t, 3, "pw", func(cc *server.ClusterConfig) { cc.ShardMaxBytes = 32 << 10 })
+	ctx := context.Background()
+	connect := func(i int, user, pw, db string) *pgx.Conn {
+		t.Helper()
+		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", user, pw, nodes[i].Addr(), db))
+		if err != nil {
+			t.Fatalf("connect to node %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	sys := connect(0, "admin", "pw", "system")
+	fill := func(name string, via int) {
+		t.Helper()
+		if _, err := sys.Exec(ctx, fmt.Sprintf("SELECT shaledb.create_tenant('%s', 'pw-%s')", name, name)); err != nil {
+			t.Fatalf("create tenant %s: %v", name, err)
+		}
+		c := connect(via, "admin", "pw-"+name, name)
+		if _, err := c.Exec(ctx, "CREATE TABLE t (id int PRIMARY KEY, v text)"); err != nil {
+			t.Fatal(err)
+		}
+		for k := 0; k < 4; k++ {
+			if _, err := c.Exec(ctx, "INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series($1::int, $1::int + 99) g", k*100+1); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		// An online index build: its marker and the descriptor are
+		// written in separate transactions, on different shards.
+		if _, err := c.Exec(ctx, "CREATE INDEX t_v ON t (v)"); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	names := []string{"t1", "t2", "t3", "t4", "t5"}
+	for i, name := range names {
+		fill(name, i%3)
+	}
+	type shard struct {
+		id      int64
+		start   []byte
+		tenants []string
+	}
+	var shards []shard
+	for wait := time.Now().Add(60 * time.Second); ; {
+		rows, err := sys.Query(ctx, "SELECT id, start_key, tenants FROM shaledb.shards ORDER BY start_key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		shards = shards[:0]
+		for rows.Next() {
+			var s shard
+			if err := rows.Scan(&s.id, &s.start, &s.tenants); err != nil {
+				t.Fatal(err)
+			}
+			shards = append(shards, s)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if len(shards) >= 4 {
+			break
+		}
+		if time.Now().After(wait) {
+			t.Fatalf("%d shards after a minute: %v", len(shards), shards)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for i, s := range shards {
+		if i == 0 && !slices.Contains(s.tenants, "system") {
+			t.Errorf("the first shard holds %v, not the system tenant", s.tenants)
+		}
+		if i > 0 && (len(s.tenants) == 0 || slices.Contains(s.tenants, "system")) {
+			t.Errorf("shard %d holds %v", s.id, s.tenants)
+		}
+	}
+	for i := 1; i < len(shards); i++ {
+		for _, name := range shards[i].tenants {
+			if slices.Contains(shards[i-1].tenants, name) {
+				t.Errorf("tenant %s is split over shards %d and %d", name, shards[i-1].id, shards[i].id)
+			}
+		}
+	}
+	t.Logf("shards: %v", shards)
+
+	// Tenants made after the splits, in a shard apart from the metadata.
+	fill("t6", 1)
+	for _, name := range append(names, "t6") {
+		for i := range nodes {
+			var n, sum int64
+			err := connect(i, "admin", "pw-"+name, name).QueryRow(ctx, "SELECT count(*), sum(id) FROM t WHERE v LIKE 'x%'").Scan(&n, &sum)
+			if err != nil || n != 400 || sum != 400*401/2 {
+				t.Fatalf("%s through node %d: %d rows, sum %d, %v", name, i, n, sum, err)
+			}
+		}
+	}
+	if _, err := sys.Exec(ctx, "SELECT shaledb.drop_tenant('t2')"); err != nil {
+		t.Fatal(err)
 	}
 }

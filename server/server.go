@@ -90,6 +90,9 @@ type ClusterConfig struct {
 	Region string
 	// ReplicationFactor is the number of replicas per shard. Default 3.
 	ReplicationFactor int
+	// ShardMaxBytes is the size past which a shard splits, at a tenant
+	// boundary (keys.TenantSplitKey). Default 64 MiB; negative: never.
+	ShardMaxBytes int64
 }
 
 func (c *Config) validate() error {

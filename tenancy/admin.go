@@ -29,7 +29,17 @@ func reserved(name string) bool {
 }
 
 // CreateTenant registers tenant name with its user admin (password
-// password, kept as a SCRAM verifier), in one transaction.
+// password, kept as a SCRAM verifier).
+//
+// It takes two transactions, each on one shard when the cluster is split
+// (a tenant's keys and the registry may live on different shards): the
+// first writes the admin role and the storage use into the new tenant's
+// key span, the second registers the name. The id is the node's alone
+// (reserved in a block), so nothing else writes that span meanwhile; no
+// session can reach the tenant before the second commits. If the name is
+// taken by then, the first transaction's keys are dropped again. A crash
+// between the two leaves a few unreachable keys under an id never handed
+// out again.
 func (m *Manager) CreateTenant(ctx context.Context, name, password string, now time.Time) (Tenant, error) {
 	if err := ValidateName(name); err != nil {
 		return Tenant{}, pgerror.New(pgerror.CodeInvalidName, "invalid tenant name %q: %s", name, strings.TrimPrefix(err.Error(), ErrInvalidName.Error()+": "))
@@ -40,6 +50,16 @@ func (m *Manager) CreateTenant(ctx context.Context, name, password string, now t
 	if password == "" {
 		return Tenant{}, pgerror.New(pgerror.CodeInvalidParameterValue, "the admin password of a new tenant must not be empty")
 	}
+	exists := func() error { return pgerror.New(pgerror.CodeDuplicateDatabase, "tenant %q already exists", name) }
+	var found bool
+	if err := kvcluster.View(ctx, m.kv, func(txn kvcluster.Txn) (err error) {
+		_, found, err = Lookup(ctx, txn, name)
+		return err
+	}); err != nil {
+		return Tenant{}, err
+	} else if found {
+		return Tenant{}, exists()
+	}
 	verifier, err := scram.NewVerifier(password)
 	if err != nil {
 		return Tenant{}, err
@@ -48,25 +68,34 @@ func (m *Manager) CreateTenant(ctx context.Context, name, password string, now t
 	if err != nil {
 		return Tenant{}, err
 	}
+	err = kvcluster.Update(ctx, m.kv, 10, func(txn kvcluster.Txn) error {
+		// The role is written through a counting transaction so that the
+		// tenant's storage use starts at what it holds.
+		c := &countingTxn{Txn: txn}
+		if err := catalog.New(keys.MakeCodec(id)).PutRole(ctx, c, &catalog.Role{Name: TenantAdminUser, Superuser: true, SCRAM: verifier}); err != nil {
+			return err
+		}
+		return SetInitialUsage(ctx, txn, id, c.bytes)
+	})
+	if err != nil {
+		return Tenant{}, err
+	}
 	var t Tenant
 	err = kvcluster.Update(ctx, m.kv, 10, func(txn kvcluster.Txn) error {
 		var err error
 		t, err = CreateWithID(ctx, txn, id, name, now)
-		if errors.Is(err, ErrTenantExists) {
-			return pgerror.New(pgerror.CodeDuplicateDatabase, "tenant %q already exists", name)
-		}
-		if err != nil {
-			return err
-		}
-		// The role is written through a counting transaction so that the
-		// tenant's storage use starts at what it holds.
-		c := &countingTxn{Txn: txn}
-		if err := catalog.New(keys.MakeCodec(t.ID)).PutRole(ctx, c, &catalog.Role{Name: TenantAdminUser, Superuser: true, SCRAM: verifier}); err != nil {
-			return err
-		}
-		return SetInitialUsage(ctx, txn, t.ID, c.bytes)
+		return err
 	})
-	return t, err
+	if err != nil {
+		if derr := dropPrefix(ctx, m.kv, id); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		if errors.Is(err, ErrTenantExists) {
+			return Tenant{}, exists()
+		}
+		return Tenant{}, err
+	}
+	return t, nil
 }
 
 // idBlock is how many tenant ids a node reserves at once, so that

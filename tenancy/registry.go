@@ -267,6 +267,16 @@ func Unregister(ctx context.Context, txn kvcluster.Txn, t Tenant) error {
 // deletion, then its dropping marker. It is idempotent: a start finishes
 // the drops a crash interrupted (FinishDrops).
 func DropData(ctx context.Context, kv kvcluster.KvCluster, id keys.TenantID) error {
+	if err := dropPrefix(ctx, kv, id); err != nil {
+		return err
+	}
+	return kvcluster.Update(ctx, kv, 10, func(txn kvcluster.Txn) error {
+		return txn.Delete(ctx, keys.MetaDroppingTenant(id))
+	})
+}
+
+// dropPrefix removes every key of tenant id.
+func dropPrefix(ctx context.Context, kv kvcluster.KvCluster, id keys.TenantID) error {
 	dropper, ok := kv.(kvcluster.PrefixDropper)
 	if !ok {
 		return fmt.Errorf("tenancy: drop tenant %d: the store cannot drop a key range", id)
@@ -274,9 +284,7 @@ func DropData(ctx context.Context, kv kvcluster.KvCluster, id keys.TenantID) err
 	if err := dropper.DropPrefix(ctx, keys.MakeCodec(id).TenantPrefix()); err != nil {
 		return fmt.Errorf("tenancy: drop tenant %d: %w", id, err)
 	}
-	return kvcluster.Update(ctx, kv, 10, func(txn kvcluster.Txn) error {
-		return txn.Delete(ctx, keys.MetaDroppingTenant(id))
-	})
+	return nil
 }
 
 // FinishDrops completes every drop that a crash interrupted.

@@ -98,6 +98,7 @@ type startConfig struct {
 	Region      string
 	ClusterName string
 	Replicas    int
+	ShardMax    int64
 	// DataDir holds the node's store; created if missing. Required.
 	DataDir string
 	// Listen is the PostgreSQL protocol address. Default 127.0.0.1:5433.
@@ -174,6 +175,14 @@ func parseStart(args []string, stderr io.Writer) (startConfig, error) {
 	fs.StringVar(&cfg.Region, "region", "default", "cluster mode: the node's region, advertised in the registry")
 	fs.StringVar(&cfg.ClusterName, "cluster-name", "default", "cluster mode: the cluster's name in etcd")
 	fs.IntVar(&cfg.Replicas, "replicas", 3, "cluster mode: replicas per shard (the first node waits for this many nodes)")
+	fs.Func("shard-max-bytes", "cluster mode: a shard past this size splits at a tenant boundary, e.g. 64MiB (default 64MiB; 0 never)", func(v string) error {
+		n, err := parseBytes(v)
+		cfg.ShardMax = n
+		if err == nil && n == 0 {
+			cfg.ShardMax = -1
+		}
+		return err
+	})
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate (PEM) offered to clients that ask for TLS")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key (PEM)")
 	fs.IntVar(&cfg.MetricsTopTenants, "metrics-top-tenants", 100, "the busiest N tenants get their own /metrics series; the rest are summed as tenant=\"_other\"")
@@ -206,7 +215,7 @@ func start(ctx context.Context, cfg startConfig, stdout, stderr io.Writer) error
 	}
 	if cfg.Etcd != "" {
 		scfg.Cluster = &server.ClusterConfig{PeerListen: cfg.PeerListen, Etcd: strings.Split(cfg.Etcd, ","),
-			Name: cfg.ClusterName, Region: cfg.Region, ReplicationFactor: cfg.Replicas}
+			Name: cfg.ClusterName, Region: cfg.Region, ReplicationFactor: cfg.Replicas, ShardMaxBytes: cfg.ShardMax}
 		fmt.Fprintf(stdout, "Joining cluster %q through etcd %s (waits for %d nodes on first start)\n", cfg.ClusterName, cfg.Etcd, cfg.Replicas)
 	}
 	node, err := server.Start(ctx, scfg)

@@ -74,7 +74,18 @@ type Options struct {
 	// before the shard's leader re-creates the replica on a live node.
 	// Default 30 s.
 	DeadReplicaAfter time.Duration
-	Logger           *slog.Logger
+	// ShardMaxBytes is the size past which a shard is split (0: never).
+	ShardMaxBytes int64
+	// SplitKey chooses where to split the span [start, end) (nil end: no
+	// bound) whose bytes are halved at mid: a key in (start, end), or nil
+	// for no split. The server passes one that answers with a tenant
+	// boundary. Required for splits.
+	SplitKey func(start, end, mid []byte) []byte
+	// LogKeep is how many applied entries a replica keeps in its log
+	// behind its latest checkpoint before compacting (0: never compact).
+	// Default 10000; a follower further behind gets a snapshot.
+	LogKeep uint64
+	Logger  *slog.Logger
 }
 
 func (o *Options) defaults() error {
@@ -104,6 +115,9 @@ func (o *Options) defaults() error {
 	}
 	if o.DeadReplicaAfter == 0 {
 		o.DeadReplicaAfter = 30 * time.Second
+	}
+	if o.LogKeep == 0 {
+		o.LogKeep = 10000
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -194,14 +208,15 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.applyC = make(chan applyBatch, 256)
 	n.persistC = make(chan persistJob, 64)
 	n.durableC = make(chan struct{})
-	n.loopWg.Add(4)
+	n.loopWg.Add(3)
 	go n.run()
 	go n.persistLoop()
 	go n.applyLoop()
-	go n.repairLoop()
 	if n.shards, err = startShardMap(ctx, n); err != nil {
 		return nil, err
 	}
+	n.loopWg.Add(1)
+	go n.repairLoop()
 	ok = true
 	return n, nil
 }
@@ -361,6 +376,15 @@ func (n *Node) reportUnreachable(shard, to uint64) {
 		r.mu.Lock()
 		r.rn.ReportUnreachable(to)
 		r.mu.Unlock()
+	}
+}
+
+func (n *Node) reportSnapshot(shard, to uint64, status etcdraft.SnapshotStatus) {
+	if r := n.replica(shard); r != nil {
+		r.mu.Lock()
+		r.rn.ReportSnapshot(to, status)
+		r.mu.Unlock()
+		n.wake()
 	}
 }
 
@@ -542,12 +566,31 @@ func (n *Node) handleReady() error {
 		}
 	}
 	if snapshot {
-		// A snapshot cannot be staged: write everything synchronously.
+		// A snapshot cannot be staged: write everything synchronously,
+		// once nothing older is being applied and the snapshot's data
+		// is in the state machine.
 		if err := n.drainPersister(); err != nil {
 			return err
 		}
+		if err := n.drainApply(); err != nil {
+			return err
+		}
+		for _, p := range batch {
+			if !etcdraft.IsEmptySnap(p.rd.Snapshot) {
+				if err := p.r.installSnapshot(n.stopCtx, p.rd.Snapshot); err != nil {
+					return n.persistErr(err)
+				}
+			}
+		}
 		if err := n.logs.Write(n.stopCtx, updates); err != nil {
 			return n.persistErr(err)
+		}
+		for _, p := range batch {
+			if snap := p.rd.Snapshot; !etcdraft.IsEmptySnap(snap) {
+				if err := p.r.restored(snap); err != nil {
+					return err
+				}
+			}
 		}
 	} else if err := n.logs.Stage(updates); err != nil {
 		return err
@@ -612,6 +655,22 @@ func (n *Node) drainPersister() error {
 	}
 	select {
 	case <-c:
+	case <-n.stopCtx.Done():
+	}
+	return nil
+}
+
+// drainApply waits until the apply goroutine has applied everything
+// queued.
+func (n *Node) drainApply() error {
+	done := make(chan struct{})
+	select {
+	case n.applyC <- applyBatch{done: done}:
+	case <-n.stopCtx.Done():
+		return nil
+	}
+	select {
+	case <-done:
 	case <-n.stopCtx.Done():
 	}
 	return nil
@@ -727,6 +786,9 @@ type ShardStatus struct {
 	Replicas []uint64
 	Leader   uint64 // 0: none known
 	Applied  uint64 // the last log index this replica applied
+	// Snapshots counts the snapshots this replica installed since the
+	// node started.
+	Snapshots int
 }
 
 // Shards reports the shards this node holds replicas of, by id.
@@ -734,8 +796,8 @@ func (n *Node) Shards() []ShardStatus {
 	var out []ShardStatus
 	for _, r := range n.replicaList() {
 		r.mu.Lock()
-		out = append(out, ShardStatus{ID: r.id, Start: r.desc.Start, End: r.desc.End,
-			Replicas: r.desc.Replicas, Leader: r.leader, Applied: r.applied})
+		out = append(out, ShardStatus{ID: r.id, Start: r.span.Start, End: r.span.End,
+			Replicas: r.desc.Replicas, Leader: r.leader, Applied: r.applied, Snapshots: r.snapshots})
 		r.mu.Unlock()
 	}
 	slices.SortFunc(out, func(a, b ShardStatus) int { return cmp.Compare(a.ID, b.ID) })

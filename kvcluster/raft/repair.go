@@ -40,6 +40,7 @@ func (n *Node) repairLoop() {
 			return
 		case <-t.C:
 		}
+		n.shards.reconcile()
 		ctx, cancel := context.WithTimeout(n.stopCtx, 2*time.Second)
 		nodes, err := n.reg.Nodes(ctx)
 		if err == nil {
@@ -63,6 +64,12 @@ func (n *Node) repairLoop() {
 				if err := r.repair(ctx, nodes, deadSince); err != nil && n.stopCtx.Err() == nil {
 					n.log.Warn("replica repair", "shard", r.id, "err", err)
 				}
+				if err := r.syncMap(ctx); err != nil && n.stopCtx.Err() == nil {
+					n.log.Warn("shard map", "shard", r.id, "err", err)
+				}
+				if err := r.maybeSplit(ctx); err != nil && n.stopCtx.Err() == nil {
+					n.log.Warn("shard split", "shard", r.id, "err", err)
+				}
 			}
 		}
 		cancel()
@@ -77,6 +84,7 @@ func (r *replica) repair(ctx context.Context, nodes []registry.Node, deadSince m
 		return nil
 	}
 	desc := r.desc
+	desc.Start, desc.End = r.span.Start, r.span.End // the log's, not the map's
 	st := r.rn.Status()
 	voters := slices.Sorted(maps.Keys(st.Config.Voters.IDs()))
 	learners := slices.Sorted(maps.Keys(st.Config.Learners))

@@ -41,8 +41,13 @@ type replica struct {
 	id  uint64
 	log *raftlog.Log
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// desc is the shard as the map last said; span is the key range the
+	// log says (split.go): commits and reads are checked against span.
+	// Only the apply loop changes span and conf (under mu).
 	desc      shardDesc
+	span      span
+	conf      raftpb.ConfState
 	rn        *etcdraft.RawNode
 	term      uint64
 	leader    uint64
@@ -63,6 +68,15 @@ type replica struct {
 	// is not applied yet (repair.go); raft may drop one, so it expires.
 	confPending      bool
 	confPendingSince time.Time
+	// Size tracking for splits (split.go): sizeAt as last measured, plus
+	// the bytes applied since.
+	sizeKnown     bool
+	sizeAt        int64
+	written       int64
+	splitProposed time.Time
+	// checkpoint is where the log is compacted to next (snapshot.go).
+	checkpoint *checkpoint
+	snapshots  int // installed since start
 }
 
 // proposal is a commit this leader proposed and has not seen applied.
@@ -91,6 +105,10 @@ func newReplica(n *Node, desc shardDesc, peers []uint64) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	sp, err := decodeSpan(snap.Data)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &etcdraft.Config{
 		ID:                        n.id,
 		ElectionTick:              n.opts.ElectionTicks,
@@ -104,7 +122,7 @@ func newReplica(n *Node, desc shardDesc, peers []uint64) (*replica, error) {
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            etcdraft.ReadOnlyLeaseBased,
-		Logger:                    raftLogger{n.log},
+		Logger:                    raftLogger{n.log.With("shard", desc.ID)},
 	}
 	rn, err := etcdraft.NewRawNode(cfg)
 	if err != nil {
@@ -124,7 +142,7 @@ func newReplica(n *Node, desc shardDesc, peers []uint64) (*replica, error) {
 		}
 	}
 	return &replica{
-		n: n, id: desc.ID, log: log, desc: desc, rn: rn,
+		n: n, id: desc.ID, log: log, desc: desc, rn: rn, span: sp, conf: snap.Metadata.ConfState,
 		applied:  snap.Metadata.Index,
 		props:    make(map[uint64]*proposal),
 		reads:    make(map[uint64]chan uint64),
@@ -239,26 +257,37 @@ func (r *replica) waitApplied(ctx context.Context, index uint64) error {
 }
 
 // inSpan reports whether key lies in the shard's span.
-func (r *replica) inSpanLocked(key []byte) bool {
-	return bytes.Compare(key, r.desc.Start) >= 0 && (r.desc.End == nil || bytes.Compare(key, r.desc.End) < 0)
+func (r *replica) inSpanLocked(key []byte) bool { return r.span.contains(key) }
+
+// checkRead refuses a read that reaches outside the shard's span.
+func (r *replica) checkRead(a *ReadArgs) error {
+	r.mu.Lock()
+	sp := r.span
+	r.mu.Unlock()
+	ok := true
+	if a.Scan {
+		ok = bytes.Compare(a.Start, sp.Start) >= 0 &&
+			(sp.End == nil || (a.End != nil && bytes.Compare(a.End, sp.End) <= 0))
+	} else {
+		ok = sp.contains(a.Key)
+	}
+	if !ok {
+		return fmt.Errorf("%w: shard %d is [%q, %q)", errWrongShard, r.id, sp.Start, sp.End)
+	}
+	return nil
 }
 
 // read serves a ReadArgs on this leader.
 func (r *replica) read(ctx context.Context, a *ReadArgs, reply *ReadReply) error {
-	r.mu.Lock()
-	desc := r.desc
-	ok := true
-	if a.Scan {
-		ok = bytes.Compare(a.Start, desc.Start) >= 0 &&
-			(desc.End == nil || (a.End != nil && bytes.Compare(a.End, desc.End) <= 0))
-	} else {
-		ok = r.inSpanLocked(a.Key)
-	}
-	r.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: shard %d is [%q, %q)", errWrongShard, desc.ID, desc.Start, desc.End)
+	if err := r.checkRead(a); err != nil {
+		return err
 	}
 	if err := r.resolve(ctx, a.Ts); err != nil {
+		return err
+	}
+	// Checked again once caught up: a split applied meanwhile moved the
+	// keys to a shard whose commits this one does not see.
+	if err := r.checkRead(a); err != nil {
 		return err
 	}
 	var err error
@@ -297,6 +326,9 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 		return 0, errRetryTs
 	}
 	out, err := r.proposeLocked(e.ID, e.CommitTs, data)
+	if err == nil && out == wrongShard {
+		return 0, fmt.Errorf("%w: the shard was split", errWrongShard)
+	}
 	if err == nil {
 		// Applied: a waiter that takes a lock next reads this commit.
 		r.unlock(a.StartTs)
@@ -308,8 +340,9 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 // for it to be applied.
 func (r *replica) proposeLocked(id, ts uint64, data []byte) (outcome, error) {
 	if err := r.rn.Propose(data); err != nil {
+		leader := r.leader
 		r.mu.Unlock()
-		return 0, &notLeaderError{leader: r.leader}
+		return 0, &notLeaderError{leader: leader}
 	}
 	p := &proposal{commitTs: ts, done: make(chan proposalResult, 1), finished: make(chan struct{})}
 	r.props[id] = p
@@ -394,6 +427,7 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 	if len(ents) == 0 {
 		return nil
 	}
+	confChanged := false
 	for _, ent := range ents {
 		switch ent.Type {
 		case raftpb.EntryNormal:
@@ -416,9 +450,10 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 				return fmt.Errorf("raft: shard %d conf change %d: %w", r.id, ent.Index, err)
 			}
 			r.mu.Lock()
-			r.rn.ApplyConfChange(cc)
+			r.conf = *r.rn.ApplyConfChange(cc)
 			r.confPending = false
 			r.mu.Unlock()
+			confChanged = true
 		}
 	}
 	r.mu.Lock()
@@ -426,7 +461,7 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 	close(r.appliedC)
 	r.appliedC = make(chan struct{})
 	r.mu.Unlock()
-	return nil
+	return r.maybeCompact(confChanged)
 }
 
 // decodeConfChange decodes a membership change entry of either version.
@@ -445,8 +480,8 @@ func decodeConfChange(ent raftpb.Entry) (raftpb.ConfChangeI, error) {
 	return cc, nil
 }
 
-// applyNormal applies a commit or drop entry and returns its proposal
-// handle, its timestamp and its outcome.
+// applyNormal applies a commit, drop or split entry and returns its
+// proposal handle, its timestamp and its outcome.
 func (r *replica) applyNormal(data []byte) (id, ts uint64, out outcome, err error) {
 	switch data[0] {
 	case entryCommit:
@@ -454,17 +489,34 @@ func (r *replica) applyNormal(data []byte) (id, ts uint64, out outcome, err erro
 		if err != nil {
 			return 0, 0, 0, err
 		}
+		var n int64
+		for _, w := range e.Writes {
+			if !r.span.contains(w.Key) {
+				// Ordered after a split that moved the key: refused
+				// alike on every replica.
+				return e.ID, e.CommitTs, wrongShard, nil
+			}
+			n += int64(len(w.Key) + len(w.Value))
+		}
 		out, err := r.n.sm.apply(e)
+		if out == applied {
+			r.mu.Lock()
+			r.written += n
+			r.mu.Unlock()
+		}
 		return e.ID, e.CommitTs, out, err
 	case entryDrop:
 		e, err := decodeDrop(data)
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		r.mu.Lock()
-		start, end := r.desc.Start, r.desc.End
-		r.mu.Unlock()
-		return e.ID, e.Ts, applied, r.n.sm.drop(e.Prefix, start, end, e.Ts)
+		return e.ID, e.Ts, applied, r.n.sm.drop(e.Prefix, r.span.Start, r.span.End, e.Ts)
+	case entrySplit:
+		e, err := decodeSplit(data)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		return e.ID, 0, applied, r.applySplit(e)
 	}
 	return 0, 0, 0, fmt.Errorf("%w: kind %d", errBadEntry, data[0])
 }

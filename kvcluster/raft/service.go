@@ -214,6 +214,11 @@ func (s *peerService) OldestSnapshot(_ *OldestSnapshotArgs, r *OldestSnapshotRep
 	return nil
 }
 
+func (s *peerService) SnapshotData(a *SnapshotDataArgs, r *SnapshotDataReply) error {
+	*r = s.n.serveSnapshotData(a)
+	return nil
+}
+
 func (s *peerService) Timestamp(a *TimestampArgs, r *TimestampReply) error {
 	ctx, cancel := s.n.requestContext()
 	defer cancel()
@@ -338,7 +343,7 @@ func (n *Node) serveShardStats(a *ShardStatsArgs) ShardStatsReply {
 	}
 	r.mu.Lock()
 	err := r.leaderCheckLocked()
-	start, end, applied := r.desc.Start, r.desc.End, r.applied
+	start, end, applied := r.span.Start, r.span.End, r.applied
 	r.mu.Unlock()
 	var reply ShardStatsReply
 	if err == nil {

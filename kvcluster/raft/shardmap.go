@@ -24,6 +24,8 @@ type shardDesc struct {
 	// Initial are the members the group was bootstrapped with; a replica
 	// added later starts empty and learns the log from the leader.
 	Initial []uint64 `json:"initial,omitempty"`
+	// Parent is the shard this one was split off (split.go).
+	Parent uint64 `json:"parent,omitempty"`
 }
 
 func (d shardDesc) contains(key []byte) bool {
@@ -55,6 +57,7 @@ func startShardMap(ctx context.Context, n *Node) (*shardMap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: read the shard map: %w", err)
 	}
+	n.shards = m // replicas started below look their children up in it
 	for _, kv := range resp.Kvs {
 		if err := m.put(kv.Value); err != nil {
 			return nil, err
@@ -90,20 +93,27 @@ func (m *shardMap) put(value []byte) error {
 	m.changed = make(chan struct{})
 	m.mu.Unlock()
 	if slices.Contains(d.Replicas, m.n.id) {
+		if m.n.splitPending(d) {
+			return nil // applying the split starts the replica, on its data
+		}
 		return m.n.ensureReplica(d)
 	}
 	m.n.dropReplica(d.ID) // moved off this node (repair.go)
 	return nil
 }
 
-// publish writes a shard's descriptor to etcd.
-func (m *shardMap) publish(ctx context.Context, d shardDesc) error {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return err
+// publish writes shards' descriptors to etcd, in one transaction.
+func (m *shardMap) publish(ctx context.Context, descs ...shardDesc) error {
+	ops := make([]clientv3.Op, len(descs))
+	for i, d := range descs {
+		b, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		ops[i] = clientv3.OpPut(m.prefix+"shards/"+shardKey(d.ID), string(b))
 	}
-	if _, err := m.n.opts.Etcd.Put(ctx, m.prefix+"shards/"+shardKey(d.ID), string(b)); err != nil {
-		return fmt.Errorf("raft: publish shard %d: %w", d.ID, err)
+	if _, err := m.n.opts.Etcd.Txn(ctx).Then(ops...).Commit(); err != nil {
+		return fmt.Errorf("raft: publish shards: %w", err)
 	}
 	return nil
 }

@@ -52,8 +52,9 @@ func (sm *stateMachine) close() error { return sm.db.Close() }
 type outcome int
 
 const (
-	applied  outcome = iota // the writes landed (now or in an earlier life)
-	conflict                // a key was written after the snapshot: nothing landed
+	applied    outcome = iota // the writes landed (now or in an earlier life)
+	conflict                  // a key was written after the snapshot: nothing landed
+	wrongShard                // a key lies outside the shard's span: nothing landed
 )
 
 // apply applies a commit entry: it conflicts if any key it writes has a
@@ -159,6 +160,17 @@ func (sm *stateMachine) drop(prefix, start, end []byte, ts uint64) error {
 // size sums the keys and values of the latest live versions in [start,
 // end), as Badger estimates them (a logical size, not on-disk bytes).
 func (sm *stateMachine) size(start, end []byte) (total, keys int64, err error) {
+	err = sm.walk(start, end, func(_ []byte, n int64) bool {
+		total += n
+		keys++
+		return true
+	})
+	return total, keys, err
+}
+
+// walk calls fn with each live key in [start, end) and the size of its
+// latest version, in key order, until fn returns false.
+func (sm *stateMachine) walk(start, end []byte, fn func(key []byte, n int64) bool) error {
 	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
 	defer rtxn.Discard()
 	it := rtxn.NewIterator(badger.IteratorOptions{})
@@ -168,10 +180,11 @@ func (sm *stateMachine) size(start, end []byte) (total, keys int64, err error) {
 		if end != nil && bytes.Compare(item.Key(), end) >= 0 {
 			break
 		}
-		total += int64(len(item.Key())) + item.ValueSize()
-		keys++
+		if !fn(item.Key(), int64(len(item.Key()))+item.ValueSize()) {
+			break
+		}
 	}
-	return total, keys, nil
+	return nil
 }
 
 // latestVersion returns the timestamp of key's newest version, a deletion

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	etcdraft "go.etcd.io/etcd/raft/v3"
 	"go.etcd.io/etcd/raft/v3/raftpb"
 )
 
@@ -184,8 +185,17 @@ func (t *transport) send(shard uint64, msgs []raftpb.Message) {
 		// Marshalled by the peer's sender, off the raft loop.
 		select {
 		case p.queue <- raftEnvelope{shard: shard, msg: m}:
+			if m.Type == raftpb.MsgSnap {
+				// The message carries only the snapshot's metadata (the
+				// follower fetches the data): sent is done. Raft then
+				// probes; lost, the probe asks for a snapshot again.
+				t.n.reportSnapshot(shard, m.To, etcdraft.SnapshotFinish)
+			}
 		default:
 			t.n.reportUnreachable(shard, m.To)
+			if m.Type == raftpb.MsgSnap {
+				t.n.reportSnapshot(shard, m.To, etcdraft.SnapshotFailure)
+			}
 		}
 	}
 }

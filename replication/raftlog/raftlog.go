@@ -14,6 +14,9 @@
 //
 //	"g" g "h"           hard state
 //	"g" g "s"           snapshot metadata (index, term, conf state)
+//	"g" g "d"           snapshot data: what the replication layer keeps
+//	                    with the snapshot (the shard's span); the state
+//	                    machine's data travels separately
 //	"g" g "e" index(8)  entry
 package raftlog
 
@@ -78,6 +81,7 @@ func groupPrefix(group uint64) []byte {
 
 func hardStateKey(group uint64) []byte { return append(groupPrefix(group), 'h') }
 func snapshotKey(group uint64) []byte  { return append(groupPrefix(group), 's') }
+func snapDataKey(group uint64) []byte  { return append(groupPrefix(group), 'd') }
 func entryKey(group, index uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(groupPrefix(group), 'e'), index)
 }
@@ -92,7 +96,8 @@ type Log struct {
 	// snap is the metadata of the latest snapshot (or compaction point):
 	// entries up to snap.Index are gone; snap.Index and snap.Term stand
 	// for the dummy entry before the first one.
-	snap raftpb.SnapshotMetadata
+	snap     raftpb.SnapshotMetadata
+	snapData []byte
 	// last is the index of the last entry (snap.Index when there is none),
 	// staged entries included.
 	last uint64
@@ -112,6 +117,13 @@ func (s *Store) Log(group uint64) (*Log, error) {
 			return err
 		}
 		if err := getProto(txn, snapshotKey(group), &l.snap); err != nil {
+			return err
+		}
+		item, err := txn.Get(snapDataKey(group))
+		if err == nil {
+			l.snapData, err = item.ValueCopy(nil)
+		}
+		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
 		l.last = l.snap.Index
@@ -178,9 +190,10 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 	}
 	// New bounds, applied to the logs once everything is durable.
 	type bounds struct {
-		hs   *raftpb.HardState
-		snap *raftpb.SnapshotMetadata
-		last uint64
+		hs       *raftpb.HardState
+		snap     *raftpb.SnapshotMetadata
+		snapData []byte
+		last     uint64
 	}
 	next := make([]bounds, len(updates))
 	// Check every update before writing any: a transaction too big for
@@ -217,12 +230,15 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 			if err := wb.set(snapshotKey(l.group), data); err != nil {
 				return err
 			}
+			if err := wb.set(snapDataKey(l.group), u.Snapshot.Data); err != nil {
+				return err
+			}
 			// The snapshot replaces the log: entries at or below its
 			// index go, and so do later ones (they may conflict).
 			if err := wb.deleteEntries(l.group, snap.Index+1, last); err != nil {
 				return err
 			}
-			b.snap, b.last = &m, m.Index
+			b.snap, b.snapData, b.last = &m, u.Snapshot.Data, m.Index
 		}
 		var err error
 		if b.last, err = wb.entries(l.group, u.Entries, b.last); err != nil {
@@ -247,7 +263,7 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 			l.hs = *b.hs
 		}
 		if b.snap != nil {
-			l.snap = *b.snap
+			l.snap, l.snapData = *b.snap, b.snapData
 		}
 		l.last, l.durableLast = b.last, b.last
 		l.tail, l.tailSeq = nil, nil
@@ -256,11 +272,57 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 	return nil
 }
 
+// Init starts an empty log from a snapshot and a hard state (a raft group
+// that begins from existing state rather than from nothing), synced. Other
+// groups may have staged updates meanwhile: Init touches only l.
+func (s *Store) Init(ctx context.Context, l *Log, snap raftpb.Snapshot, hs raftpb.HardState) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l.mu.RLock()
+	empty := l.last == 0 && l.snap.Index == 0
+	l.mu.RUnlock()
+	if !empty {
+		return fmt.Errorf("raftlog: group %d: Init of a log that is not empty", l.group)
+	}
+	meta, err := snap.Metadata.Marshal()
+	if err != nil {
+		return err
+	}
+	hsb, err := hs.Marshal()
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(txn *badger.Txn) error {
+		for _, kv := range [][2][]byte{{snapshotKey(l.group), meta}, {snapDataKey(l.group), snap.Data}, {hardStateKey(l.group), hsb}} {
+			if err := txn.Set(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && !s.inMemory {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("raftlog: init group %d: %w", l.group, err)
+	}
+	l.mu.Lock()
+	l.snap, l.snapData, l.hs = snap.Metadata, snap.Data, hs
+	l.last, l.durableLast = snap.Metadata.Index, snap.Metadata.Index
+	l.mu.Unlock()
+	return nil
+}
+
 // Compact drops the entries up to and including index, which must be
 // applied (raft.ErrCompacted if already gone, raft.ErrUnavailable past
 // the last entry). The dropped entries' place is kept by a snapshot
-// metadata with index's term and conf, so Term(index) still answers.
-func (l *Log) Compact(ctx context.Context, index uint64, conf raftpb.ConfState) error {
+// metadata with index's term and conf, so Term(index) still answers, and
+// data, which Snapshot returns with it: what the caller needs to resume
+// from index.
+func (l *Log) Compact(ctx context.Context, index uint64, conf raftpb.ConfState, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -280,12 +342,21 @@ func (l *Log) Compact(ctx context.Context, index uint64, conf raftpb.ConfState) 
 		return err
 	}
 	m := raftpb.SnapshotMetadata{Index: index, Term: term, ConfState: conf}
+	snapData := data
+	// The bounds move first: a reader must never find an entry gone while
+	// the bounds still hold it, and then a snapshot older than the gap.
+	l.mu.Lock()
+	l.snap, l.snapData = m, snapData
+	l.mu.Unlock()
 	err = l.s.db.Update(func(txn *badger.Txn) error {
 		data, err := m.Marshal()
 		if err != nil {
 			return err
 		}
 		if err := txn.Set(snapshotKey(l.group), data); err != nil {
+			return err
+		}
+		if err := txn.Set(snapDataKey(l.group), snapData); err != nil {
 			return err
 		}
 		for idx := snap.Index + 1; idx <= index; idx++ {
@@ -299,11 +370,10 @@ func (l *Log) Compact(ctx context.Context, index uint64, conf raftpb.ConfState) 
 		err = l.s.db.Sync()
 	}
 	if err != nil {
+		// In memory the log is compacted; on disk, after a restart, it
+		// is not: either serves raft correctly.
 		return fmt.Errorf("raftlog: compact group %d to %d: %w", l.group, index, err)
 	}
-	l.mu.Lock()
-	l.snap = m
-	l.mu.Unlock()
 	return nil
 }
 
@@ -453,12 +523,13 @@ func (l *Log) durableEntries(lo, hi, maxSize uint64) ([]raftpb.Entry, error) {
 	return out, nil
 }
 
-// Snapshot returns the latest snapshot's metadata. The state machine's
-// data travels separately (the replication layer streams it).
+// Snapshot returns the latest snapshot's metadata and the data stored
+// with it. The state machine's data travels separately (the replication
+// layer streams it).
 func (l *Log) Snapshot() (raftpb.Snapshot, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return raftpb.Snapshot{Metadata: l.snap}, nil
+	return raftpb.Snapshot{Metadata: l.snap, Data: l.snapData}, nil
 }
 
 var _ raft.Storage = (*Log)(nil)

@@ -97,7 +97,7 @@ func runModel(t *testing.T, staged bool) {
 						t.Fatal(err)
 					}
 				}
-				if err := m.log.Compact(ctx, idx, conf); err != nil {
+				if err := m.log.Compact(ctx, idx, conf, nil); err != nil {
 					t.Fatal(err)
 				}
 			case op == 8: // a snapshot past the log, as a lagging replica gets
@@ -225,7 +225,7 @@ func TestWriteRefusesBadUpdates(t *testing.T) {
 	if err := s.Write(ctx, []Update{ok}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Compact(ctx, 2, raftpb.ConfState{}); err != nil {
+	if err := a.Compact(ctx, 2, raftpb.ConfState{}, []byte("span")); err != nil {
 		t.Fatal(err)
 	}
 	old := raftpb.Snapshot{Metadata: raftpb.SnapshotMetadata{Index: 1, Term: 1}}
@@ -395,4 +395,48 @@ func TestStageDuringPersist(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("reopened", l)
+}
+
+// TestSnapshotDataSurvivesRestart: the data given to Compact, or carried
+// by a written snapshot, comes back from Snapshot after the store is
+// opened again.
+func TestSnapshotDataSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	a, err := s.Log(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Log(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents := []raftpb.Entry{{Index: 1, Term: 1}, {Index: 2, Term: 1}, {Index: 3, Term: 1}}
+	snap := raftpb.Snapshot{Data: []byte("b's span"), Metadata: raftpb.SnapshotMetadata{Index: 5, Term: 5,
+		ConfState: raftpb.ConfState{Voters: []uint64{1, 2, 3}}}}
+	if err := s.Write(ctx, []Update{{Log: a, Entries: ents}, {Log: b, Snapshot: snap}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Compact(ctx, 2, raftpb.ConfState{Voters: []uint64{1}}, []byte("a's span")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir)
+	defer s.Close()
+	for group, want := range map[uint64]string{1: "a's span", 2: "b's span"} {
+		l, err := s.Log(group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := l.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Data) != want {
+			t.Errorf("group %d: snapshot data %q, want %q", group, got.Data, want)
+		}
+	}
 }

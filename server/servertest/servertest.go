@@ -17,8 +17,9 @@ import (
 
 // StartCluster starts etcd and n server nodes in cluster mode (3
 // replicas per shard, or n if fewer), with admin password password, and
-// returns them once every node serves.
-func StartCluster(t testing.TB, n int, password string) []*server.Node {
+// returns them once every node serves. Options, if any, change each
+// node's cluster configuration.
+func StartCluster(t testing.TB, n int, password string, options ...func(*server.ClusterConfig)) []*server.Node {
 	t.Helper()
 	endpoint := etcdtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -32,10 +33,13 @@ func StartCluster(t testing.TB, n int, password string) []*server.Node {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			cc := &server.ClusterConfig{PeerListen: "127.0.0.1:0", Etcd: []string{endpoint},
+				Region: fmt.Sprintf("r%d", i+1), ReplicationFactor: min(3, n)}
+			for _, o := range options {
+				o(cc)
+			}
 			nodes[i], errs[i] = server.Start(ctx, server.Config{
-				DataDir: t.TempDir(), Listen: "127.0.0.1:0", AdminPassword: password,
-				Cluster: &server.ClusterConfig{PeerListen: "127.0.0.1:0", Etcd: []string{endpoint},
-					Region: fmt.Sprintf("r%d", i+1), ReplicationFactor: min(3, n)},
+				DataDir: t.TempDir(), Listen: "127.0.0.1:0", AdminPassword: password, Cluster: cc,
 			})
 		}()
 	}

@@ -255,3 +255,27 @@ func DecodeTenantKey(key []byte) (DecodedKey, error) {
 // prefix: the exclusive end of the prefix's span. For a prefix of only 0xff
 // bytes there is none and it returns nil (no upper bound).
 func PrefixEnd(prefix []byte) []byte { return kvcluster.PrefixEnd(prefix) }
+
+// TenantSplitKey chooses where a shard holding [start, end) (a nil end is
+// no bound), whose bytes are halved at mid, is split: at a tenant
+// boundary, never inside a tenant, whose transactions must stay on one
+// shard. It takes the start of mid's tenant, or, when that is not inside
+// the span, its end. The cluster's metadata and the system tenant stay
+// together in the first shard: no split key lies below the next tenant.
+// It returns nil when no such boundary lies inside the span: a tenant that
+// fills its shard alone is not split.
+func TenantSplitKey(start, end, mid []byte) []byte {
+	lowest := MakeCodec(SystemTenantID + 1).TenantPrefix()
+	cands := [][]byte{lowest}
+	if d, err := DecodeTenantKey(mid); err == nil {
+		s, e := MakeCodec(d.Tenant).TenantSpan()
+		cands = [][]byte{s, e}
+	}
+	for _, k := range cands {
+		if k != nil && bytes.Compare(k, lowest) >= 0 && bytes.Compare(k, start) > 0 &&
+			(end == nil || bytes.Compare(k, end) < 0) {
+			return k
+		}
+	}
+	return nil
+}

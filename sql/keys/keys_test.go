@@ -133,3 +133,25 @@ func TestMetaIndexBuildRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestTenantSplitKey(t *testing.T) {
+	tenant := func(id TenantID) []byte { return MakeCodec(id).TenantPrefix() }
+	row := func(id TenantID) []byte { return append(MakeCodec(id).TablePrefix(FirstUserTableID), 1, 2, 3) }
+	for _, c := range []struct {
+		name            string
+		start, end, mid []byte
+		want            []byte
+	}{
+		{"mid's tenant starts inside the span", nil, nil, row(7), tenant(7)},
+		{"mid's tenant starts the span: split at its end", tenant(7), nil, row(7), tenant(8)},
+		{"a tenant alone in its shard is not split", tenant(7), tenant(8), row(7), nil},
+		{"never inside the metadata", nil, nil, MetaNextTenantID(), tenant(2)},
+		{"never between the metadata and the system tenant", nil, nil, row(SystemTenantID), tenant(2)},
+		{"the end bounds the split", nil, tenant(7), row(9), nil},
+		{"a big tenant id", tenant(2), nil, row(1 << 40), tenant(1 << 40)},
+	} {
+		if got := TenantSplitKey(c.start, c.end, c.mid); !bytes.Equal(got, c.want) || (got == nil) != (c.want == nil) {
+			t.Errorf("%s: got % x, want % x", c.name, got, c.want)
+		}
+	}
+}

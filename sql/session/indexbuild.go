@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/shaledb/shaledb/executor"
@@ -21,9 +22,14 @@ import (
 // snapshot. Instead:
 //
 //  1. The statement's transaction adds the index in its building state
-//     (catalog.Index.Building) with a marker key (keys.MetaIndexBuild).
-//     From its commit on, every new transaction's writes maintain the
-//     index, locking its entries; no read uses it, no catalog shows it.
+//     (catalog.Index.Building). From its commit on, every new
+//     transaction's writes maintain the index, locking its entries; no
+//     read uses it, no catalog shows it. A marker key
+//     (keys.MetaIndexBuild) names the build from before that commit until
+//     the build has ended: it is written in a transaction of its own
+//     first, since the cluster's metadata may live on another shard than
+//     the tenant (RFC 0013), and removed by the same means once the index
+//     is public or gone (or the statement's transaction did not commit).
 //  2. After the commit, the build waits until every transaction that
 //     began before it has ended (kvcluster.SnapshotWaiter): from then on,
 //     every writer knows the index.
@@ -32,7 +38,7 @@ import (
 //     and reads their latest values, as writers do, so a concurrent write
 //     of the row is ordered before or after it by the locks, never lost,
 //     and neither fails the other.
-//  4. One transaction makes the index public and removes the marker.
+//  4. One transaction makes the index public; then the marker goes.
 //
 // If the build fails (a duplicate for a unique index, a cancel, a dropped
 // table), the index is taken out of the descriptor with its marker, the
@@ -166,11 +172,11 @@ func (s *Session) buildOnline(ctx context.Context, j schemaJob) error {
 			return err
 		}
 		gone = j.buildingIndex(t) == nil
-		if gone {
-			return s.txn.Delete(ctx, keys.MetaIndexBuild(s.tenant, j.table, j.index))
-		}
 		return nil
 	})
+	if err == nil && gone {
+		err = s.setBuildMarker(ctx, j.table, j.index, false)
+	}
 	if err != nil || gone {
 		return err
 	}
@@ -182,7 +188,7 @@ func (s *Session) buildOnline(ctx context.Context, j schemaJob) error {
 		err = s.inOwnTxn(ctx, func() error { return s.finishBuild(ctx, j, true) })
 	}
 	if err == nil {
-		return nil
+		return s.setBuildMarker(ctx, j.table, j.index, false)
 	}
 	// Clean up even when the client went away or cancelled: bounded, on a
 	// context of its own.
@@ -198,14 +204,12 @@ func (s *Session) buildOnline(ctx context.Context, j schemaJob) error {
 	return err
 }
 
-// finishBuild makes the index public (or, with public false, takes it
-// out of the descriptor) and removes its marker.
+// finishBuild makes the building index public (or, with public false,
+// takes it out of the descriptor). Taking out an index that is public
+// already does nothing: its marker outlived the build.
 func (s *Session) finishBuild(ctx context.Context, j schemaJob, public bool) error {
 	t, err := j.tableIn(ctx, s)
 	if err != nil {
-		return err
-	}
-	if err := s.txn.Delete(ctx, keys.MetaIndexBuild(s.tenant, j.table, j.index)); err != nil {
 		return err
 	}
 	if t == nil {
@@ -223,7 +227,10 @@ func (s *Session) finishBuild(ctx context.Context, j schemaJob, public bool) err
 			continue
 		}
 		found = true
-		if public {
+		switch {
+		case !public && !idx.Building:
+			return nil
+		case public:
 			idx.Building = false
 			nt.Indexes = append(nt.Indexes, idx)
 		}
@@ -337,12 +344,28 @@ func (s *Session) AbandonIndexBuild(ctx context.Context, table keys.TableID, ind
 	return s.abandonBuild(ctx, table, index)
 }
 
-// abandonBuild takes a building index out of its table and deletes its
-// entries once no writer can add more.
+// abandonBuild takes a building index out of its table, deletes its
+// entries once no writer can add more, then its marker.
 func (s *Session) abandonBuild(ctx context.Context, table keys.TableID, index keys.IndexID) error {
 	j := schemaJob{kind: jobIndex, table: table, index: index}
-	if err := s.inOwnTxn(ctx, func() error { return s.finishBuild(ctx, j, false) }); err != nil {
+	public := false
+	err := s.inOwnTxn(ctx, func() error {
+		t, err := j.tableIn(ctx, s)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			i := slices.IndexFunc(t.Indexes, func(idx catalog.Index) bool { return idx.ID == index })
+			public = i >= 0 && !t.Indexes[i].Building
+		}
+		return s.finishBuild(ctx, j, false)
+	})
+	if err != nil {
 		return err
+	}
+	if public {
+		// Built, and then its marker outlived it (a crash).
+		return s.setBuildMarker(ctx, table, index, false)
 	}
 	if err := s.waitForOlderSnapshots(ctx); err != nil {
 		return err
@@ -360,8 +383,37 @@ func (s *Session) abandonBuild(ctx context.Context, table keys.TableID, index ke
 			}
 			return err
 		})
-		if err != nil || n == 0 {
+		if err != nil {
 			return err
 		}
+		if n == 0 {
+			return s.setBuildMarker(ctx, table, index, false)
+		}
 	}
+}
+
+// setBuildMarker writes (on) or removes an index build's marker, in a
+// transaction of its own.
+func (s *Session) setBuildMarker(ctx context.Context, table keys.TableID, index keys.IndexID, on bool) error {
+	key := keys.MetaIndexBuild(s.tenant, table, index)
+	return kvcluster.Update(ctx, s.e.KV, 10, func(txn kvcluster.Txn) error {
+		if on {
+			return txn.Put(ctx, key, nil)
+		}
+		return txn.Delete(ctx, key)
+	})
+}
+
+// dropBuildMarkers removes the markers of the index builds a transaction
+// that did not commit started.
+func (s *Session) dropBuildMarkers(ctx context.Context, jobs []schemaJob) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	var errs []error
+	for _, j := range jobs {
+		if j.kind == jobIndex {
+			errs = append(errs, s.setBuildMarker(ctx, j.table, j.index, false))
+		}
+	}
+	return errors.Join(errs...)
 }

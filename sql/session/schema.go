@@ -11,7 +11,6 @@ import (
 	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/catalog"
-	"github.com/shaledb/shaledb/sql/keys"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/types"
 	"github.com/shaledb/shaledb/sql/value"
@@ -261,7 +260,7 @@ func (s *Session) addIndex(ctx context.Context, t *catalog.Table, name string, e
 	if !s.createdInTxn[t.ID] {
 		// Others may be writing the table: build online after the commit.
 		idx.Building = true
-		if err := s.txn.Put(ctx, keys.MetaIndexBuild(s.tenant, t.ID, idx.ID), nil); err != nil {
+		if err := s.setBuildMarker(ctx, t.ID, idx.ID, true); err != nil {
 			return nil, err
 		}
 		s.jobs = append(s.jobs, schemaJob{kind: jobIndex, table: t.ID, tableName: t.Name, index: idx.ID, name: name})

@@ -235,12 +235,15 @@ func (s *Session) endTxn(ctx context.Context, commit bool) error {
 	if !commit {
 		txn.Rollback()
 		s.e.descs.Ended(txn)
-		return nil
+		return s.dropBuildMarkers(ctx, jobs)
 	}
 	err := txn.Commit(ctx)
 	s.e.descs.Ended(txn)
-	if err != nil || len(jobs) == 0 {
-		return err
+	if err != nil {
+		return errors.Join(err, s.dropBuildMarkers(ctx, jobs))
+	}
+	if len(jobs) == 0 {
+		return nil
 	}
 	return s.runSchemaJobs(ctx, jobs)
 }

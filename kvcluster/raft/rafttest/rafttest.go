@@ -27,6 +27,10 @@ type Options struct {
 	ReplicationFactor int // default min(3, Nodes)
 	// DeadReplicaAfter: see raft.Options. Default 1 s.
 	DeadReplicaAfter time.Duration
+	// ShardMaxBytes, SplitKey and LogKeep: see raft.Options.
+	ShardMaxBytes int64
+	SplitKey      func(start, end, mid []byte) []byte
+	LogKeep       uint64
 }
 
 // Cluster is a running test cluster.
@@ -94,6 +98,9 @@ func (c *Cluster) StartNode(i int) error {
 		ReplicationFactor: c.opts.ReplicationFactor,
 		LeaseTTL:          3 * time.Second,
 		DeadReplicaAfter:  c.opts.DeadReplicaAfter,
+		ShardMaxBytes:     c.opts.ShardMaxBytes,
+		SplitKey:          c.opts.SplitKey,
+		LogKeep:           c.opts.LogKeep,
 		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test", c.t.Name(), "i", i),
 	})
 	if err != nil {

@@ -1,0 +1,266 @@
+package raft
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/dgraph-io/badger/v4"
+	etcdraft "go.etcd.io/etcd/raft/v3"
+	"go.etcd.io/etcd/raft/v3/raftpb"
+)
+
+// Snapshots and log compaction (RFC 0013).
+//
+// Each replica compacts its log behind what it applied, keeping
+// Options.LogKeep entries for followers that lag a little: every LogKeep
+// applied entries it notes a checkpoint (index, membership, span) and
+// compacts to the checkpoint noted the time before. The state machine is
+// synced first, since a restart replays the log only from the compaction
+// point on.
+//
+// A follower that needs entries the leader no longer holds gets raft's
+// snapshot message, which carries only the metadata and the span. Before
+// the snapshot is written to its log, the follower copies every version
+// of every key in the span from the leader (SnapshotData requests, a page
+// at a time) into its state machine and syncs it. The copy may be ahead of
+// the snapshot's index; applying the entries after it again is harmless
+// (apply recognises a commit already there). A new shard's group starts
+// from a snapshot (split.go), so a replica added to it later is brought up
+// the same way.
+
+// checkpoint is a point of a replica's log it may compact to.
+type checkpoint struct {
+	index uint64
+	conf  raftpb.ConfState
+	span  span
+}
+
+// maybeCompact notes a checkpoint every LogKeep applied entries and
+// compacts to the previous one (apply loop). After a membership change it
+// compacts to what it applied at once: raft ignores a snapshot whose
+// membership does not name the recipient, so a replica just added could
+// not be brought up from an older one.
+func (r *replica) maybeCompact(confChanged bool) error {
+	keep := r.n.opts.LogKeep
+	if keep == 0 {
+		return nil
+	}
+	cp := r.checkpoint
+	if !confChanged && cp != nil && r.applied < cp.index+keep {
+		return nil
+	}
+	r.checkpoint = &checkpoint{index: r.applied, conf: cloneConf(r.conf), span: r.span}
+	if confChanged {
+		cp = r.checkpoint
+	}
+	if cp == nil {
+		return nil
+	}
+	if err := r.n.sm.sync(); err != nil {
+		return err
+	}
+	err := r.log.Compact(r.n.stopCtx, cp.index, cp.conf, cp.span.encode())
+	if errors.Is(err, etcdraft.ErrCompacted) || r.n.stopCtx.Err() != nil {
+		return nil // a snapshot got there first; or stopping
+	}
+	return err
+}
+
+func cloneConf(c raftpb.ConfState) raftpb.ConfState {
+	return raftpb.ConfState{Voters: slices.Clone(c.Voters), Learners: slices.Clone(c.Learners),
+		VotersOutgoing: slices.Clone(c.VotersOutgoing), LearnersNext: slices.Clone(c.LearnersNext), AutoLeave: c.AutoLeave}
+}
+
+// installSnapshot copies the data of a snapshot raft handed this replica
+// from the leader into the state machine, durably (raft loop; nothing of
+// this replica is being applied meanwhile).
+func (r *replica) installSnapshot(ctx context.Context, snap raftpb.Snapshot) error {
+	sp, err := decodeSpan(snap.Data)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	from := r.leader
+	members := slices.Clone(r.desc.Replicas)
+	r.mu.Unlock()
+	sources := append([]uint64{from}, members...)
+	var last error
+	for _, src := range sources {
+		if src == 0 || src == r.n.id {
+			continue
+		}
+		if last = r.copyFrom(ctx, src, sp, snap.Metadata.Index); last == nil {
+			break
+		}
+		r.n.log.Warn("snapshot copy failed; trying another replica", "shard", r.id, "from", src, "err", last)
+	}
+	if last != nil {
+		return last
+	}
+	if err := r.n.sm.sync(); err != nil {
+		return err
+	}
+	r.n.log.Info("installed a snapshot", "shard", r.id, "index", snap.Metadata.Index)
+	return nil
+}
+
+// restored takes the span, membership and applied index of an installed
+// snapshot (raft loop, the apply loop idle).
+func (r *replica) restored(snap raftpb.Snapshot) error {
+	sp, err := decodeSpan(snap.Data)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.span, r.conf = sp, cloneConf(snap.Metadata.ConfState)
+	r.applied = snap.Metadata.Index
+	r.checkpoint = nil
+	r.sizeKnown = false
+	r.snapshots++
+	close(r.appliedC)
+	r.appliedC = make(chan struct{})
+	return nil
+}
+
+// copyFrom copies sp's versions from node src, which must have applied
+// index.
+func (r *replica) copyFrom(ctx context.Context, src uint64, sp span, index uint64) error {
+	p, err := r.n.transport.peerFor(src)
+	if err != nil {
+		return err
+	}
+	a := &SnapshotDataArgs{Shard: r.id, Index: index, Start: sp.Start, End: sp.End}
+	for {
+		var reply SnapshotDataReply
+		if _, err := p.call(ctx, "SnapshotData", a, &reply); err != nil {
+			return err
+		}
+		if reply.Status != StatusOK {
+			return fmt.Errorf("raft: snapshot data of shard %d from node %d: status %d %s", r.id, src, reply.Status, reply.Err)
+		}
+		if err := r.n.sm.install(reply.Versions); err != nil {
+			return err
+		}
+		if reply.Next == nil {
+			return nil
+		}
+		a.Start = reply.Next
+	}
+}
+
+// SnapshotDataArgs asks a replica that has applied Index for the versions
+// of the keys in [Start, End), a page at a time.
+type SnapshotDataArgs struct {
+	Shard uint64
+	Index uint64
+	Start []byte
+	End   []byte
+}
+
+// SnapshotDataReply is one page; Next is where the next one starts (nil:
+// the span is done).
+type SnapshotDataReply struct {
+	Status   Status
+	Err      string
+	Versions []version
+	Next     []byte
+}
+
+// version is one version of a key.
+type version struct {
+	Key     []byte
+	Ts      uint64
+	Value   []byte
+	Deleted bool
+}
+
+// snapshotPageBytes bounds a SnapshotData page (a key's versions are
+// never split over two pages).
+const snapshotPageBytes = 1 << 20
+
+func (n *Node) serveSnapshotData(a *SnapshotDataArgs) SnapshotDataReply {
+	r, release := n.serving(a.Shard)
+	defer release()
+	if r == nil {
+		return SnapshotDataReply{Status: StatusNoReplica}
+	}
+	r.mu.Lock()
+	applied := r.applied
+	r.mu.Unlock()
+	if applied < a.Index {
+		return SnapshotDataReply{Status: StatusError, Err: fmt.Sprintf("applied %d, below the snapshot's %d", applied, a.Index)}
+	}
+	vs, next, err := n.sm.versions(a.Start, a.End, snapshotPageBytes)
+	if err != nil {
+		return SnapshotDataReply{Status: StatusError, Err: err.Error()}
+	}
+	return SnapshotDataReply{Versions: vs, Next: next}
+}
+
+// versions returns every version of the keys from start on, below end,
+// until about maxBytes, whole keys at a time, and the key to go on from
+// (nil when none is left).
+func (sm *stateMachine) versions(start, end []byte, maxBytes int) ([]version, []byte, error) {
+	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
+	defer rtxn.Discard()
+	it := rtxn.NewIterator(badger.IteratorOptions{AllVersions: true})
+	defer it.Close()
+	var out []version
+	size := 0
+	var prev []byte
+	for it.Seek(start); it.Valid(); it.Next() {
+		item := it.Item()
+		k := item.Key()
+		if end != nil && bytes.Compare(k, end) >= 0 {
+			break
+		}
+		if size >= maxBytes && !bytes.Equal(k, prev) {
+			return out, bytes.Clone(k), nil
+		}
+		v := version{Key: item.KeyCopy(nil), Ts: item.Version(), Deleted: item.IsDeletedOrExpired()}
+		if !v.Deleted {
+			var err error
+			if v.Value, err = item.ValueCopy(nil); err != nil {
+				return nil, nil, storeErr("snapshot read", err)
+			}
+		}
+		size += len(v.Key) + len(v.Value) + 16
+		prev = v.Key
+		out = append(out, v)
+	}
+	return out, nil, nil
+}
+
+// install writes versions copied from another replica.
+func (sm *stateMachine) install(vs []version) error {
+	wb := sm.db.NewManagedWriteBatch()
+	for _, v := range vs {
+		var err error
+		if v.Deleted {
+			err = wb.DeleteAt(v.Key, v.Ts)
+		} else {
+			err = wb.SetEntryAt(badger.NewEntry(v.Key, v.Value), v.Ts)
+		}
+		if err != nil {
+			wb.Cancel()
+			return storeErr("snapshot install", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return storeErr("snapshot install", err)
+	}
+	return nil
+}
+
+// sync makes everything applied so far durable.
+func (sm *stateMachine) sync() error {
+	if err := sm.db.Sync(); err != nil {
+		return storeErr("sync", err)
+	}
+	return nil
+}
