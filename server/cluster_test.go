@@ -237,7 +237,9 @@ func TestClusterSplitsAtTenants(t *testing.T) {
 		if i == 0 && !slices.Contains(s.tenants, "system") {
 			t.Errorf("the first shard holds %v, not the system tenant", s.tenants)
 		}
-		if i > 0 && (len(s.tenants) == 0 || slices.Contains(s.tenants, "system")) {
+		// Only the last shard may be empty: split off at the end of the
+		// last tenant, for the tenants to come.
+		if i > 0 && (len(s.tenants) == 0 && i < len(shards)-1 || slices.Contains(s.tenants, "system")) {
 			t.Errorf("shard %d holds %v", s.id, s.tenants)
 		}
 	}

@@ -21,6 +21,7 @@ workloads and holds it to p99 budgets.
   shaledb-bench --url postgres://admin:PW@HOST:PORT/system --workload point-read [flags]
   shaledb-bench --url ... --scenario noisy [flags]
   shaledb-bench --start-shaledb bin/shaledb --scenario suite --compare-postgres --readme README.md
+  shaledb-bench --start-shaledb bin/shaledb --start-cluster 3 --workload point-write
 
 Exit status: 0 when every run is within its budgets, 1 when one is over
 (each tenant and operation over is named) or a run failed, 2 for bad flags.
@@ -39,7 +40,7 @@ type options struct {
 	budgets                                                       multi
 	cfg                                                           Config
 	comparePG                                                     bool
-	victims, aggressorClients                                     int
+	victims, aggressorClients, startCluster                       int
 	victimRate                                                    float64
 	aggressorQPS                                                  int64
 }
@@ -64,6 +65,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.Uint64Var(&o.cfg.Seed, "seed", 1, "random seed")
 	fs.StringVar(&o.budgetsFile, "budgets", "benchmarks/budgets.yaml", "budgets file")
 	fs.Var(&o.budgets, "budget", "override one budget, e.g. point-read.read_p99=2ms (repeatable)")
+	fs.IntVar(&o.startCluster, "start-cluster", 0, "with --start-shaledb: also start a cluster of this many nodes (and an etcd) and run the same workload on it first, reporting its ratios to the single node")
 	fs.BoolVar(&o.comparePG, "compare-postgres", false, "also run the identical workload on a throwaway PostgreSQL 15 and report ratios")
 	fs.StringVar(&o.out, "out", "benchmarks/results", "results directory")
 	fs.StringVar(&o.readme, "readme", "", "suite: refresh the results table between the bench markers of this file")
@@ -79,6 +81,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if (o.url == "") == (o.startShale == "") {
 		return nil, errors.New("give one of --url and --start-shaledb")
+	}
+	if o.startCluster > 0 && (o.startShale == "" || o.comparePG) {
+		return nil, errors.New("--start-cluster goes with --start-shaledb, without --compare-postgres")
 	}
 	switch o.scenario {
 	case "run", "noisy", "suite":
@@ -147,6 +152,27 @@ func (o *options) run(ctx context.Context, budgets *Budgets, stdout io.Writer) (
 		return nil, err
 	}
 	targets := []Target{t}
+	if o.startCluster > 0 {
+		dir, err := os.MkdirTemp("", "shaledb-bench-cluster-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		c, err := shaledbproc.StartCluster(ctx, o.startShale, dir, o.startCluster)
+		if err != nil {
+			return nil, fmt.Errorf("start a cluster: %w", err)
+		}
+		defer c.Stop()
+		// Sessions on the last node: for most shards not their leader.
+		node := c.Nodes[len(c.Nodes)-1]
+		ct, err := DetectTarget(ctx, node.URL("admin", shaledbproc.AdminPassword, "system"))
+		if err != nil {
+			return nil, err
+		}
+		ct.Name = fmt.Sprintf("ShaleDB %d-node cluster", o.startCluster)
+		t.Name = "ShaleDB single node"
+		targets = []Target{ct, t}
+	}
 	if o.comparePG {
 		pg, err := pgserver.Start(ctx, pgserver.Options{})
 		if err != nil {
@@ -184,11 +210,15 @@ func (o *options) workloadRun(ctx context.Context, targets []Target, workload st
 		vs = budgets.Check(workload, rs[0].PerTenant)
 	}
 	md := Markdown(rs, vs)
-	path, err := WriteResults(o.out, workload, rs, md)
+	name := workload
+	if o.startCluster > 0 {
+		name = "cluster-" + workload
+	}
+	path, err := WriteResults(o.out, name, rs, md)
 	if err != nil {
 		return nil, nil, err
 	}
-	svg, err := WriteSVG(o.out, workload, CDFSVG(workload+": latency CDF", rs))
+	svg, err := WriteSVG(o.out, name, CDFSVG(name+": latency CDF", rs))
 	if err != nil {
 		return nil, nil, err
 	}

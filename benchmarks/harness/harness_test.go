@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,5 +155,34 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if code, _, _ := run("--workload", "nosuch"); code != 2 {
 		t.Fatalf("bad flag: exit %d", code)
+	}
+}
+
+// TestClusterScenario runs a tiny point-write workload on a 3-node cluster
+// and on a single node, both started from the shaledb binary (built here),
+// in one run: the report holds both and the cluster's ratios.
+func TestClusterScenario(t *testing.T) {
+	if _, err := exec.LookPath("etcd"); err != nil {
+		t.Skip("etcd not installed (make deps installs etcd-server)")
+	}
+	bin := filepath.Join(t.TempDir(), "shaledb")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/shaledb").CombinedOutput(); err != nil {
+		t.Fatalf("build shaledb: %v\n%s", err, out)
+	}
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), []string{"--start-shaledb", bin, "--start-cluster", "3", "--workload", "point-write",
+		"--tenants", "2", "--rows", "100", "--clients", "2", "--duration", "500ms", "--budgets", "../budgets.yaml",
+		"--budget", "point-write.write_p99=1m", "--out", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{"| ShaleDB 3-node cluster | write |", "| ShaleDB single node | write |", "ShaleDB 3-node cluster ÷ ShaleDB single node: throughput"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Fatalf("no %q in the report:\n%s", want, stdout.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, time.Now().UTC().Format("2006-01-02")+"-cluster-point-write.md")); err != nil {
+		t.Error(err)
 	}
 }

@@ -199,15 +199,11 @@ func (n *Node) splitPending(d shardDesc) bool {
 // the parent then skipped, by installing a later snapshot (repair loop).
 func (m *shardMap) reconcile() {
 	m.mu.Lock()
-	var missing []shardDesc
-	for _, d := range m.shards {
-		if slices.Contains(d.Replicas, m.n.id) && m.n.replica(d.ID) == nil {
-			missing = append(missing, d)
-		}
-	}
+	shards := slices.Clone(m.shards)
 	m.mu.Unlock()
-	for _, d := range missing {
-		if !m.n.splitPending(d) {
+	// Not under m.mu: the node takes its own lock, then the map's.
+	for _, d := range shards {
+		if slices.Contains(d.Replicas, m.n.id) && m.n.replica(d.ID) == nil && !m.n.splitPending(d) {
 			if err := m.n.ensureReplica(d); err != nil {
 				m.n.log.Warn("start replica", "shard", d.ID, "err", err)
 			}
