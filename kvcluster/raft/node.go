@@ -363,6 +363,10 @@ func (n *Node) step(shard uint64, m raftpb.Message) {
 	if r == nil {
 		return // the shard map has not reached this node yet: raft retries
 	}
+	if m.Type == raftpb.MsgSnap {
+		r.receiveSnapshot(m) // raft sees it once the data is here
+		return
+	}
 	r.mu.Lock()
 	err := r.rn.Step(m)
 	r.mu.Unlock()
@@ -567,20 +571,13 @@ func (n *Node) handleReady() error {
 	}
 	if snapshot {
 		// A snapshot cannot be staged: write everything synchronously,
-		// once nothing older is being applied and the snapshot's data
-		// is in the state machine.
+		// once nothing older is being applied. (Its data is in the state
+		// machine already: see receiveSnapshot.)
 		if err := n.drainPersister(); err != nil {
 			return err
 		}
 		if err := n.drainApply(); err != nil {
 			return err
-		}
-		for _, p := range batch {
-			if !etcdraft.IsEmptySnap(p.rd.Snapshot) {
-				if err := p.r.installSnapshot(n.stopCtx, p.rd.Snapshot); err != nil {
-					return n.persistErr(err)
-				}
-			}
 		}
 		if err := n.logs.Write(n.stopCtx, updates); err != nil {
 			return n.persistErr(err)

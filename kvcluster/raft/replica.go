@@ -76,7 +76,8 @@ type replica struct {
 	splitProposed time.Time
 	// checkpoint is where the log is compacted to next (snapshot.go).
 	checkpoint *checkpoint
-	snapshots  int // installed since start
+	snapshots  int  // installed since start
+	copying    bool // a snapshot's data is being copied (snapshot.go)
 }
 
 // proposal is a commit this leader proposed and has not seen applied.

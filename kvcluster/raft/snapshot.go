@@ -24,9 +24,9 @@ import (
 //
 // A follower that needs entries the leader no longer holds gets raft's
 // snapshot message, which carries only the metadata and the span. Before
-// the snapshot is written to its log, the follower copies every version
-// of every key in the span from the leader (SnapshotData requests, a page
-// at a time) into its state machine and syncs it. The copy may be ahead of
+// raft sees the message, the follower copies every version of every key
+// in the span from the leader (SnapshotData requests, a page at a time)
+// into its state machine and syncs it, on a goroutine of its own. The copy may be ahead of
 // the snapshot's index; applying the entries after it again is harmless
 // (apply recognises a commit already there). A new shard's group starts
 // from a snapshot (split.go), so a replica added to it later is brought up
@@ -75,16 +75,53 @@ func cloneConf(c raftpb.ConfState) raftpb.ConfState {
 		VotersOutgoing: slices.Clone(c.VotersOutgoing), LearnersNext: slices.Clone(c.LearnersNext), AutoLeave: c.AutoLeave}
 }
 
-// installSnapshot copies the data of a snapshot raft handed this replica
-// from the leader into the state machine, durably (raft loop; nothing of
-// this replica is being applied meanwhile).
-func (r *replica) installSnapshot(ctx context.Context, snap raftpb.Snapshot) error {
+// receiveSnapshot takes a snapshot message from the leader. The data is
+// copied on a goroutine of its own, so that the node's other groups go on
+// meanwhile; raft is handed the message once the data is in the state
+// machine, durably. One copy runs at a time: a snapshot message that
+// arrives during one is dropped (the leader sends it again).
+func (r *replica) receiveSnapshot(m raftpb.Message) {
+	r.mu.Lock()
+	if r.copying {
+		r.mu.Unlock()
+		return
+	}
+	r.copying = true
+	r.mu.Unlock()
+	go func() {
+		defer func() {
+			r.mu.Lock()
+			r.copying = false
+			r.mu.Unlock()
+		}()
+		release, ok := r.n.use()
+		if !ok {
+			return
+		}
+		defer release()
+		if err := r.installSnapshot(r.n.stopCtx, m.From, m.Snapshot); err != nil {
+			if r.n.stopCtx.Err() == nil {
+				r.n.log.Warn("snapshot not installed (the leader sends it again)", "shard", r.id, "err", err)
+			}
+			return
+		}
+		r.mu.Lock()
+		err := r.rn.Step(m)
+		r.mu.Unlock()
+		if err == nil {
+			r.n.wake()
+		}
+	}()
+}
+
+// installSnapshot copies the data of a snapshot from node from (or another
+// replica) into the state machine, durably.
+func (r *replica) installSnapshot(ctx context.Context, from uint64, snap raftpb.Snapshot) error {
 	sp, err := decodeSpan(snap.Data)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
-	from := r.leader
 	members := slices.Clone(r.desc.Replicas)
 	r.mu.Unlock()
 	sources := append([]uint64{from}, members...)
@@ -104,12 +141,12 @@ func (r *replica) installSnapshot(ctx context.Context, snap raftpb.Snapshot) err
 	if err := r.n.sm.sync(); err != nil {
 		return err
 	}
-	r.n.log.Info("installed a snapshot", "shard", r.id, "index", snap.Metadata.Index)
+	r.n.log.Info("copied a snapshot's data", "shard", r.id, "index", snap.Metadata.Index)
 	return nil
 }
 
-// restored takes the span, membership and applied index of an installed
-// snapshot (raft loop, the apply loop idle).
+// restored takes the span, membership and applied index of a snapshot
+// raft installed (raft loop, the apply loop idle).
 func (r *replica) restored(snap raftpb.Snapshot) error {
 	sp, err := decodeSpan(snap.Data)
 	if err != nil {
