@@ -17,15 +17,12 @@ import (
 	"github.com/shaledb/shaledb/server/servertest"
 )
 
-// TestClusterSQL runs SQL on a 3-node cluster: a tenant created through
-// one node is served by every node, writes through one are read through
-// the others, and shaledb.shards lists the shard with its tenants, size,
-// leader and replicas.
-func TestClusterSQL(t *testing.T) {
-	nodes := servertest.StartCluster(t, 3, "pw")
-	ctx := context.Background()
-	connect := func(i int, user, pw, db string) *pgx.Conn {
+// connector returns a function that connects to node i of a cluster as
+// user (password pw) of tenant db, closing the connection when t ends.
+func connector(t *testing.T, nodes []*server.Node) func(i int, user, pw, db string) *pgx.Conn {
+	return func(i int, user, pw, db string) *pgx.Conn {
 		t.Helper()
+		ctx := context.Background()
 		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", user, pw, nodes[i].Addr(), db))
 		if err != nil {
 			t.Fatalf("connect to node %d: %v", i, err)
@@ -33,6 +30,16 @@ func TestClusterSQL(t *testing.T) {
 		t.Cleanup(func() { c.Close(ctx) })
 		return c
 	}
+}
+
+// TestClusterSQL runs SQL on a 3-node cluster: a tenant created through
+// one node is served by every node, writes through one are read through
+// the others, and shaledb.shards lists the shard with its tenants, size,
+// leader and replicas.
+func TestClusterSQL(t *testing.T) {
+	nodes := servertest.StartCluster(t, 3, "pw")
+	ctx := context.Background()
+	connect := connector(t, nodes)
 	sys := connect(0, "admin", "pw", "system")
 	if _, err := sys.Exec(ctx, "SELECT shaledb.create_tenant('acme', 'acme-pw')"); err != nil {
 		t.Fatal(err)
@@ -169,15 +176,7 @@ func TestClusterPgbench(t *testing.T) {
 func TestClusterSplitsAtTenants(t *testing.T) {
 	nodes := servertest.StartCluster(t, 3, "pw", func(cc *server.ClusterConfig) { cc.ShardMaxBytes = 32 << 10 })
 	ctx := context.Background()
-	connect := func(i int, user, pw, db string) *pgx.Conn {
-		t.Helper()
-		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", user, pw, nodes[i].Addr(), db))
-		if err != nil {
-			t.Fatalf("connect to node %d: %v", i, err)
-		}
-		t.Cleanup(func() { c.Close(ctx) })
-		return c
-	}
+	connect := connector(t, nodes)
 	sys := connect(0, "admin", "pw", "system")
 	fill := func(name string, via int) {
 		t.Helper()
