@@ -388,6 +388,80 @@ func TestInterruptedIndexBuildIsAbandoned(t *testing.T) {
 	}
 }
 
+// TestStaleIndexBuildMarkers: a build's marker is written before the
+// statement's transaction commits and removed after the build ends, each
+// in a transaction of its own (the metadata may live on another shard).
+// A crash can therefore leave a marker of an index that is public (after
+// the last step) or that never was (before the commit). The next start
+// removes both markers and leaves the public index, with its entries.
+func TestStaleIndexBuildMarkers(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", AdminPassword: "secret"}
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://admin:secret@%s/system?sslmode=disable", n.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "CREATE TABLE h (id int PRIMARY KEY, v int)"); err != nil {
+		t.Fatal(err)
+	}
+	insertRows(t, c, "h", 300, func(i int) string { return fmt.Sprintf("(%d, %d)", i, i) })
+	if _, err := c.Exec(ctx, "CREATE INDEX h_v ON h (v)"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	codec := keys.MakeCodec(keys.SystemTenantID)
+	cat := catalog.New(codec)
+	var table *catalog.Table
+	err = kvcluster.Update(ctx, n.store, 1, func(txn kvcluster.Txn) error {
+		if table, err = cat.MustTable(ctx, txn, "h"); err != nil {
+			return err
+		}
+		public := table.Indexes[0].ID
+		for _, ix := range []keys.IndexID{public, table.NextIndexID} {
+			if err := txn.Put(ctx, keys.MetaIndexBuild(keys.SystemTenantID, table.ID, ix), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err = Start(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown(ctx)
+	err = kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) error {
+		start, end := keys.MetaIndexBuildSpan()
+		kvs, err := txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 10})
+		if err == nil && len(kvs) != 0 {
+			err = fmt.Errorf("%d build markers left", len(kvs))
+		}
+		if err != nil {
+			return err
+		}
+		tb, err := cat.MustTable(ctx, txn, "h")
+		if err == nil && (len(tb.Indexes) != 1 || tb.Indexes[0].Building) {
+			b, _ := json.Marshal(tb.Indexes)
+			err = fmt.Errorf("the public index did not stay: %s", b)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := countSpan(t, n.store, codec, table.ID, table.Indexes[0].ID); got != 300 {
+		t.Fatalf("%d entries of the public index, want 300", got)
+	}
+}
+
 func countSpan(t *testing.T, kv kvcluster.KvCluster, codec keys.Codec, table keys.TableID, index keys.IndexID) int {
 	t.Helper()
 	n := 0
