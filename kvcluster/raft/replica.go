@@ -44,7 +44,9 @@ type replica struct {
 	mu sync.Mutex
 	// desc is the shard as the map last said; span is the key range the
 	// log says (split.go): commits and reads are checked against span.
-	// Only the apply loop changes span and conf (under mu).
+	// span and conf change under mu, by the apply loop or by the raft
+	// loop restoring a snapshot while the apply loop is idle, so the
+	// apply loop reads them without it.
 	desc      shardDesc
 	span      span
 	conf      raftpb.ConfState
