@@ -1,6 +1,7 @@
 package raft_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -61,8 +62,8 @@ var registerModel = porcupine.Model{
 // TestLinearizable records a history of single-key reads and writes by
 // concurrent clients through every node while nodes are stopped and
 // restarted one at a time, and checks it with porcupine against a map of
-// registers. A write whose commit failed ambiguously may have happened at
-// any time after it was called; one that failed for sure is left out.
+// registers, while the shard splits towards a shard per key. A write whose commit failed ambiguously may have happened at any
+// time after it was called; one that failed for sure is left out.
 // SHALEDB_CHAOS_DURATION (e.g. 60s; make chaos) runs it longer.
 func TestLinearizable(t *testing.T) {
 	duration := 3 * time.Second
@@ -73,7 +74,16 @@ func TestLinearizable(t *testing.T) {
 		}
 		duration = d
 	}
-	c := rafttest.Start(t, rafttest.Options{Nodes: 3})
+	// Shards split past 24 bytes, at any key, while the history is
+	// recorded: the four keys move to shards of their own (at least one
+	// split happens in a 3 s run, despite the restarts).
+	splitAtKey := func(start, end, mid []byte) []byte {
+		if bytes.Compare(mid, start) > 0 && (end == nil || bytes.Compare(mid, end) < 0) {
+			return mid
+		}
+		return nil
+	}
+	c := rafttest.Start(t, rafttest.Options{Nodes: 3, ShardMaxBytes: 24, SplitKey: splitAtKey})
 	start := time.Now()
 	now := func() int64 { return int64(time.Since(start)) }
 
@@ -144,8 +154,12 @@ func TestLinearizable(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	wg.Wait()
-	t.Logf("%d operations acknowledged, %d failed, %d ambiguous, %d node restarts",
-		stats.ok.Load(), stats.failed.Load(), stats.ambiguous.Load(), stats.restarts.Load())
+	shards := len(spansCovered(t, c, 3))
+	t.Logf("%d operations acknowledged, %d failed, %d ambiguous, %d node restarts, %d shards",
+		stats.ok.Load(), stats.failed.Load(), stats.ambiguous.Load(), stats.restarts.Load(), shards)
+	if shards < 2 {
+		t.Errorf("only %d shards: the splits did not happen during the run", shards)
+	}
 	if stats.ok.Load() < 100 {
 		t.Fatalf("only %d operations succeeded", stats.ok.Load())
 	}

@@ -212,7 +212,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go n.run()
 	go n.persistLoop()
 	go n.applyLoop()
-	if n.shards, err = startShardMap(ctx, n); err != nil {
+	if _, err = startShardMap(ctx, n); err != nil { // sets n.shards before any replica starts
 		return nil, err
 	}
 	n.loopWg.Add(1)
