@@ -99,6 +99,12 @@ func NewServer(cfg Config, connector Connector) *Server {
 // shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
+	if s.closing.Load() {
+		// Shutdown came first: it found no listener to close.
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
 	s.listener = ln
 	s.mu.Unlock()
 	for {

@@ -302,23 +302,8 @@ func TestInterruptedIndexBuildIsAbandoned(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", AdminPassword: "secret"}
-	n, err := Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := fmt.Sprintf("postgres://admin:secret@%s/system?sslmode=disable", n.Addr())
-	c, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Exec(ctx, "CREATE TABLE h (id int PRIMARY KEY, v int)"); err != nil {
-		t.Fatal(err)
-	}
-	insertRows(t, c, "h", 300, func(i int) string { return fmt.Sprintf("(%d, %d)", i, i) })
-	if _, err := c.Exec(ctx, "CREATE INDEX h_v ON h (v)"); err != nil {
-		t.Fatal(err)
-	}
-	c.Close(ctx)
+	n := startWithIndexedTable(t, cfg)
+	var err error
 	// Turn the built index back into one being built, as a crash leaves it.
 	codec := keys.MakeCodec(keys.SystemTenantID)
 	cat := catalog.New(codec)
@@ -356,12 +341,7 @@ func TestInterruptedIndexBuildIsAbandoned(t *testing.T) {
 		t.Fatalf("%d entries of the abandoned index left", got)
 	}
 	err = kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) error {
-		start, end := keys.MetaIndexBuildSpan()
-		kvs, err := txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 10})
-		if err == nil && len(kvs) != 0 {
-			err = fmt.Errorf("%d build markers left", len(kvs))
-		}
-		if err != nil {
+		if err := noBuildMarkers(ctx, txn); err != nil {
 			return err
 		}
 		tb, err := cat.MustTable(ctx, txn, "h")
@@ -374,7 +354,7 @@ func TestInterruptedIndexBuildIsAbandoned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err = pgx.Connect(ctx, fmt.Sprintf("postgres://admin:secret@%s/system?sslmode=disable", n.Addr()))
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://admin:secret@%s/system?sslmode=disable", n.Addr()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,22 +377,8 @@ func TestInterruptedIndexBuildIsAbandoned(t *testing.T) {
 func TestStaleIndexBuildMarkers(t *testing.T) {
 	ctx := context.Background()
 	cfg := Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", AdminPassword: "secret"}
-	n, err := Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://admin:secret@%s/system?sslmode=disable", n.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Exec(ctx, "CREATE TABLE h (id int PRIMARY KEY, v int)"); err != nil {
-		t.Fatal(err)
-	}
-	insertRows(t, c, "h", 300, func(i int) string { return fmt.Sprintf("(%d, %d)", i, i) })
-	if _, err := c.Exec(ctx, "CREATE INDEX h_v ON h (v)"); err != nil {
-		t.Fatal(err)
-	}
-	c.Close(ctx)
+	n := startWithIndexedTable(t, cfg)
+	var err error
 	codec := keys.MakeCodec(keys.SystemTenantID)
 	cat := catalog.New(codec)
 	var table *catalog.Table
@@ -439,12 +405,7 @@ func TestStaleIndexBuildMarkers(t *testing.T) {
 	}
 	defer n.Shutdown(ctx)
 	err = kvcluster.View(ctx, n.store, func(txn kvcluster.Txn) error {
-		start, end := keys.MetaIndexBuildSpan()
-		kvs, err := txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 10})
-		if err == nil && len(kvs) != 0 {
-			err = fmt.Errorf("%d build markers left", len(kvs))
-		}
-		if err != nil {
+		if err := noBuildMarkers(ctx, txn); err != nil {
 			return err
 		}
 		tb, err := cat.MustTable(ctx, txn, "h")
@@ -460,6 +421,40 @@ func TestStaleIndexBuildMarkers(t *testing.T) {
 	if got := countSpan(t, n.store, codec, table.ID, table.Indexes[0].ID); got != 300 {
 		t.Fatalf("%d entries of the public index, want 300", got)
 	}
+}
+
+// startWithIndexedTable starts a node on cfg with table h of the system
+// tenant: 300 rows and an index h_v on v.
+func startWithIndexedTable(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	ctx := context.Background()
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://admin:secret@%s/system?sslmode=disable", n.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "CREATE TABLE h (id int PRIMARY KEY, v int)"); err != nil {
+		t.Fatal(err)
+	}
+	insertRows(t, c, "h", 300, func(i int) string { return fmt.Sprintf("(%d, %d)", i, i) })
+	if _, err := c.Exec(ctx, "CREATE INDEX h_v ON h (v)"); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// noBuildMarkers fails if any index build marker is left.
+func noBuildMarkers(ctx context.Context, txn kvcluster.Txn) error {
+	start, end := keys.MetaIndexBuildSpan()
+	kvs, err := txn.Scan(ctx, start, end, kvcluster.ScanOptions{Limit: 10})
+	if err == nil && len(kvs) != 0 {
+		err = fmt.Errorf("%d build markers left", len(kvs))
+	}
+	return err
 }
 
 func countSpan(t *testing.T, kv kvcluster.KvCluster, codec keys.Codec, table keys.TableID, index keys.IndexID) int {
