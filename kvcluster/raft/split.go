@@ -100,7 +100,7 @@ const childInitIndex = 5
 // applySplit applies a split entry (apply loop): it shortens the span
 // and starts this node's replica of the new shard.
 func (r *replica) applySplit(e *splitEntry) error {
-	// The apply loop is the only writer of span and conf.
+	// Only the apply loop writes span and conf here (see replica).
 	if !r.span.contains(e.Key) || bytes.Equal(e.Key, r.span.Start) {
 		return nil // proposed against an older span: nothing to do
 	}
