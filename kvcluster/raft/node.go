@@ -212,7 +212,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	go n.run()
 	go n.persistLoop()
 	go n.applyLoop()
-	if _, err = startShardMap(ctx, n); err != nil { // sets n.shards before any replica starts
+	if err = startShardMap(ctx, n); err != nil {
 		return nil, err
 	}
 	n.loopWg.Add(1)

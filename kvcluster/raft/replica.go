@@ -46,7 +46,8 @@ type replica struct {
 	// log says (split.go): commits and reads are checked against span.
 	// span and conf change under mu, by the apply loop or by the raft
 	// loop restoring a snapshot while the apply loop is idle, so the
-	// apply loop reads them without it.
+	// apply loop reads them without it. conf is replaced whole, never
+	// changed in place: a copy of it stays valid.
 	desc      shardDesc
 	span      span
 	conf      raftpb.ConfState
@@ -71,10 +72,11 @@ type replica struct {
 	confPending      bool
 	confPendingSince time.Time
 	// Size tracking for splits (split.go): sizeAt as last measured, plus
-	// the bytes applied since.
+	// the bytes applied since (written: the apply loop adds to it
+	// without taking mu).
 	sizeKnown     bool
 	sizeAt        int64
-	written       int64
+	written       atomic.Int64
 	splitProposed time.Time
 	// checkpoint is where the log is compacted to next (snapshot.go).
 	checkpoint *checkpoint
@@ -503,9 +505,7 @@ func (r *replica) applyNormal(data []byte) (id, ts uint64, out outcome, err erro
 		}
 		out, err := r.n.sm.apply(e)
 		if out == applied {
-			r.mu.Lock()
-			r.written += n
-			r.mu.Unlock()
+			r.written.Add(n)
 		}
 		return e.ID, e.CommitTs, out, err
 	case entryDrop:

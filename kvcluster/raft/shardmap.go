@@ -50,23 +50,28 @@ type shardMap struct {
 	done   chan struct{}
 }
 
-func startShardMap(ctx context.Context, n *Node) (*shardMap, error) {
+// startShardMap loads the shard map into n.shards, starting the node's
+// replicas, and keeps it fresh. n.shards is set before any replica starts
+// (they look their split-off children up in it), so Close can stop the
+// map even when loading it failed.
+func startShardMap(ctx context.Context, n *Node) error {
 	m := &shardMap{n: n, prefix: "/shaledb/" + n.opts.Cluster + "/", changed: make(chan struct{}),
 		leaders: make(map[uint64]uint64), done: make(chan struct{})}
 	resp, err := n.opts.Etcd.Get(ctx, m.prefix+"shards/", clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("raft: read the shard map: %w", err)
-	}
-	n.shards = m // replicas started below look their children up in it
-	for _, kv := range resp.Kvs {
-		if err := m.put(kv.Value); err != nil {
-			return nil, err
-		}
+		return fmt.Errorf("raft: read the shard map: %w", err)
 	}
 	wctx, cancel := context.WithCancel(n.stopCtx)
 	m.cancel = cancel
+	n.shards = m
+	for _, kv := range resp.Kvs {
+		if err := m.put(kv.Value); err != nil {
+			close(m.done) // no watch to wait for
+			return err
+		}
+	}
 	go m.watch(wctx, resp.Header.Revision+1)
-	return m, nil
+	return nil
 }
 
 func (m *shardMap) close() {

@@ -53,7 +53,7 @@ func (r *replica) maybeCompact(confChanged bool) error {
 	if !confChanged && cp != nil && r.applied < cp.index+keep {
 		return nil
 	}
-	r.checkpoint = &checkpoint{index: r.applied, conf: cloneConf(r.conf), span: r.span}
+	r.checkpoint = &checkpoint{index: r.applied, conf: r.conf, span: r.span}
 	if confChanged {
 		cp = r.checkpoint
 	}
@@ -68,11 +68,6 @@ func (r *replica) maybeCompact(confChanged bool) error {
 		return nil // a snapshot got there first; or stopping
 	}
 	return err
-}
-
-func cloneConf(c raftpb.ConfState) raftpb.ConfState {
-	return raftpb.ConfState{Voters: slices.Clone(c.Voters), Learners: slices.Clone(c.Learners),
-		VotersOutgoing: slices.Clone(c.VotersOutgoing), LearnersNext: slices.Clone(c.LearnersNext), AutoLeave: c.AutoLeave}
 }
 
 // receiveSnapshot takes a snapshot message from the leader. The data is
@@ -154,7 +149,7 @@ func (r *replica) restored(snap raftpb.Snapshot) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.span, r.conf = sp, cloneConf(snap.Metadata.ConfState)
+	r.span, r.conf = sp, snap.Metadata.ConfState
 	r.applied = snap.Metadata.Index
 	r.checkpoint = nil
 	r.sizeKnown = false

@@ -108,7 +108,8 @@ func (r *replica) applySplit(e *splitEntry) error {
 	voters := slices.Clone(r.conf.Voters)
 	r.mu.Lock()
 	r.span.End = child.Start
-	r.sizeKnown, r.written = false, 0
+	r.sizeKnown = false
+	r.written.Store(0)
 	leading := r.isLeader
 	parent := r.desc
 	r.mu.Unlock()
@@ -142,8 +143,12 @@ func (n *Node) startChild(id uint64, sp span, voters []uint64) error {
 	if n.replicas[id] != nil {
 		return nil
 	}
-	if d, err := n.shards.byID(id); err == nil && !slices.Contains(d.Replicas, n.id) {
-		return nil // moved off this node since
+	desc := shardDesc{ID: id, Start: sp.Start, End: sp.End, Replicas: voters}
+	if d, err := n.shards.byID(id); err == nil {
+		if !slices.Contains(d.Replicas, n.id) {
+			return nil // moved off this node since
+		}
+		desc = d
 	}
 	log, err := n.logs.Log(id)
 	if err != nil {
@@ -160,10 +165,6 @@ func (n *Node) startChild(id uint64, sp span, voters []uint64) error {
 		if err := n.logs.Init(n.stopCtx, log, init, hs); err != nil {
 			return err
 		}
-	}
-	desc := shardDesc{ID: id, Start: sp.Start, End: sp.End, Replicas: voters}
-	if d, err := n.shards.byID(id); err == nil {
-		desc = d
 	}
 	r, err := newReplica(n, desc, nil)
 	if err != nil {
@@ -225,23 +226,28 @@ func (r *replica) maybeSplit(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	if !r.isLeader || !r.floorSet || time.Since(r.splitProposed) < splitRetry ||
-		r.sizeKnown && r.sizeAt+r.written <= limit {
+		r.sizeKnown && r.sizeAt+r.written.Load() <= limit {
 		r.mu.Unlock()
 		return nil
 	}
 	sp := r.span
 	r.mu.Unlock()
-	total, mid, err := r.n.sm.sizeAndMiddle(sp.Start, sp.End)
+	total, _, err := r.n.sm.size(sp.Start, sp.End)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	if r.span.equal(sp) {
-		r.sizeAt, r.written, r.sizeKnown = total, 0, true
+		r.sizeAt, r.sizeKnown = total, true
+		r.written.Store(0)
 	}
 	r.mu.Unlock()
-	if total <= limit || mid == nil {
+	if total <= limit {
 		return nil
+	}
+	mid, err := r.n.sm.middle(sp.Start, sp.End, total)
+	if err != nil || mid == nil {
+		return err
 	}
 	key := r.n.opts.SplitKey(sp.Start, sp.End, mid)
 	if key == nil || !sp.contains(key) || bytes.Equal(key, sp.Start) {
@@ -318,13 +324,9 @@ func (m *shardMap) allocateID(ctx context.Context) (uint64, error) {
 	}
 }
 
-// sizeAndMiddle measures [start, end) as size does and returns the key
-// at which the first half of the bytes ends (nil for an empty span).
-func (sm *stateMachine) sizeAndMiddle(start, end []byte) (total int64, mid []byte, err error) {
-	total, _, err = sm.size(start, end)
-	if err != nil || total == 0 {
-		return total, nil, err
-	}
+// middle returns the key at which the first half of the total bytes of
+// [start, end), measured as size does, ends (nil if there is none).
+func (sm *stateMachine) middle(start, end []byte, total int64) (mid []byte, err error) {
 	var acc int64
 	err = sm.walk(start, end, func(key []byte, n int64) bool {
 		acc += n
@@ -334,5 +336,5 @@ func (sm *stateMachine) sizeAndMiddle(start, end []byte) (total int64, mid []byt
 		}
 		return true
 	})
-	return total, mid, err
+	return mid, err
 }

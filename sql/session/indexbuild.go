@@ -407,12 +407,14 @@ func (s *Session) setBuildMarker(ctx context.Context, table keys.TableID, index 
 // dropBuildMarkers removes the markers of the index builds a transaction
 // that did not commit started.
 func (s *Session) dropBuildMarkers(ctx context.Context, jobs []schemaJob) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
 	var errs []error
 	for _, j := range jobs {
 		if j.kind == jobIndex {
-			errs = append(errs, s.setBuildMarker(ctx, j.table, j.index, false))
+			// Even when the client went away: bounded, on a context of
+			// its own.
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			errs = append(errs, s.setBuildMarker(mctx, j.table, j.index, false))
+			cancel()
 		}
 	}
 	return errors.Join(errs...)
