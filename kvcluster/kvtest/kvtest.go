@@ -471,9 +471,13 @@ func testSnapshot(t *testing.T, s *suite, p prefix) {
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for n := 0; n < 200 || time.Now().Before(deadline); n++ {
 		txn := s.begin(t)
-		x, _, err1 := txn.Get(ctx, p.key("x"))
+		first, second := p.key("x"), p.key("y")
+		if n%2 == 1 {
+			first, second = second, first
+		}
+		x, err1 := readOne(txn, first, n%4 == 1)
 		time.Sleep(time.Duration(n%3) * 100 * time.Microsecond)
-		y, _, err2 := txn.Get(ctx, p.key("y"))
+		y, err2 := readOne(txn, second, n%4 == 3)
 		txn.Rollback()
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
@@ -481,7 +485,7 @@ func testSnapshot(t *testing.T, s *suite, p prefix) {
 		if string(x) != string(y) {
 			close(stop)
 			wg.Wait()
-			t.Fatalf("snapshot read torn: x=%s y=%s", x, y)
+			t.Fatalf("snapshot read torn: %s=%s, then %s=%s", first, x, second, y)
 		}
 		if n > 5000 {
 			break
@@ -489,6 +493,20 @@ func testSnapshot(t *testing.T, s *suite, p prefix) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// readOne reads key by Get, or by a Scan from it (whose view must be as
+// stable as a Get's).
+func readOne(txn kvcluster.Txn, key []byte, scan bool) ([]byte, error) {
+	if !scan {
+		v, _, err := txn.Get(ctx, key)
+		return v, err
+	}
+	kvs, err := txn.Scan(ctx, key, append(bytes.Clone(key), 0), kvcluster.ScanOptions{Limit: 1})
+	if err != nil || len(kvs) == 0 {
+		return nil, err
+	}
+	return kvs[0].Value, nil
 }
 
 func testConflict(t *testing.T, s *suite, p prefix) {

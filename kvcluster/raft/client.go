@@ -508,9 +508,13 @@ func (t *txn) Commit(ctx context.Context) error {
 			lcancel()
 		} else if err == nil {
 			switch reply.Status {
-			case StatusOK:
-			case StatusConflict:
-				err = kvcluster.ErrWriteConflict
+			case StatusOK, StatusConflict:
+				// The leader released the shard's locks when it applied
+				// the commit: no unlock request for them.
+				delete(t.lockShards, d.ID)
+				if reply.Status == StatusConflict {
+					err = kvcluster.ErrWriteConflict
+				}
 			case StatusRetryTs, StatusWrongShard:
 				cancel()
 				if reply.Status == StatusWrongShard {

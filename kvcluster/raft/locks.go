@@ -165,7 +165,7 @@ func (r *replica) lock(ctx context.Context, key []byte, owner, node uint64) (val
 		}
 	}
 	if lockTs, err = r.n.timestamp(ctx); err == nil {
-		if err = r.resolve(ctx, lockTs); err == nil {
+		if err = r.resolve(ctx, lockTs, pointRead(key)); err == nil {
 			value, found, err = r.n.sm.get(lockTs, key)
 		}
 	}

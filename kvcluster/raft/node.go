@@ -140,6 +140,7 @@ type Node struct {
 	shards    *shardMap
 	snaps     snapshots
 	tsoLeader atomic.Uint64 // the oracle's node, as last found; 0: unknown
+	tsBatch   tsBatcher     // requests to a remote oracle
 
 	stopCtx  context.Context
 	stop     context.CancelFunc
@@ -446,12 +447,10 @@ func (n *Node) timestamp(ctx context.Context) (uint64, error) {
 			}
 		}
 		if leader != 0 && leader != n.id {
-			var p *peer
-			if p, err = n.transport.peerFor(leader); err == nil {
-				var reply TimestampReply
-				if _, err = p.call(ctx, "Timestamp", &TimestampArgs{N: 1}, &reply); err == nil && reply.Status == StatusOK {
-					return reply.First, nil
-				}
+			if ts, err = n.tsBatch.get(ctx, func(count uint64) (uint64, error) {
+				return n.remoteTimestamps(leader, count)
+			}); err == nil {
+				return ts, nil
 			}
 		}
 		n.tsoLeader.Store(0) // ask the election again
@@ -463,6 +462,25 @@ func (n *Node) timestamp(ctx context.Context) (uint64, error) {
 			return 0, fmt.Errorf("raft: no timestamp oracle: %w (last error: %v)", ctx.Err(), err)
 		}
 	}
+}
+
+// remoteTimestamps allocates count timestamps on node leader's oracle
+// and returns the first.
+func (n *Node) remoteTimestamps(leader, count uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(n.stopCtx, requestTimeout)
+	defer cancel()
+	p, err := n.transport.peerFor(leader)
+	if err != nil {
+		return 0, err
+	}
+	var reply TimestampReply
+	if _, err := p.call(ctx, "Timestamp", &TimestampArgs{N: int(count)}, &reply); err != nil {
+		return 0, err
+	}
+	if reply.Status != StatusOK {
+		return 0, fmt.Errorf("raft: timestamps from node %d: %s", leader, reply.Err)
+	}
+	return reply.First, nil
 }
 
 // run is the node's raft loop: it ticks every group, persists what their

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,15 +23,21 @@ import (
 // Reads are served by the leader at a snapshot timestamp ts from the
 // oracle. Before reading, the leader resolves ts:
 //
-//  1. It raises its read floor (maxReadTs) to ts. It never proposes a
-//     commit at or below the floor (the committer takes a new timestamp),
-//     so no commit at or below ts can land after this read.
-//  2. It waits for its own in-flight proposals at or below ts to be applied.
-//  3. It takes a lease-based read index — its commit index, once it has
-//     committed an entry of its own term; CheckQuorum makes it step down
-//     when it loses touch with a quorum — and waits until it has applied
-//     that index, so every commit acknowledged by any earlier leader is in
-//     its state.
+//  1. It raises its read floor to ts: the floor of the key a point read
+//     covers, or of the whole shard (readfloor.go). It never proposes a
+//     commit to a key at or below the key's floor (the committer takes a
+//     new timestamp), so no commit at or below ts can land after this
+//     read.
+//  2. It waits for those of its own in-flight proposals at or below ts
+//     that write a key the read covers, and for its in-flight splits, to
+//     be applied. (Proposals are not forwarded: every entry of the
+//     leader's term is its own.)
+//  3. Every commit acknowledged by an earlier leader must be in its state.
+//     Once it has applied an entry of its own term, all entries of
+//     earlier terms are applied, and it reads at once. Before, it takes a
+//     lease-based read index — its commit index, once it has committed an
+//     entry of its own term; CheckQuorum makes it step down when it loses
+//     touch with a quorum — and waits until it has applied that index.
 //
 // A new leader starts its floor at a fresh oracle timestamp, taken after
 // it won, which is above every timestamp an earlier leader served a read
@@ -48,15 +55,15 @@ type replica struct {
 	// loop restoring a snapshot while the apply loop is idle, so the
 	// apply loop reads them without it. conf is replaced whole, never
 	// changed in place: a copy of it stays valid.
-	desc      shardDesc
-	span      span
-	conf      raftpb.ConfState
-	rn        *etcdraft.RawNode
-	term      uint64
-	leader    uint64
-	isLeader  bool
-	floorSet  bool   // a leader serves only once its read floor is set
-	maxReadTs uint64 // the read floor
+	desc     shardDesc
+	span     span
+	conf     raftpb.ConfState
+	rn       *etcdraft.RawNode
+	term     uint64
+	leader   uint64
+	isLeader bool
+	floorSet bool // a leader serves only once its read floor is set
+	floors   readFloors
 	// termCommitted is a term in which this replica, leading, has seen an
 	// entry of its own committed: from then on its commit index is a read
 	// index, for the rest of the term.
@@ -65,6 +72,7 @@ type replica struct {
 	props         map[uint64]*proposal
 	reads         map[uint64]chan uint64
 	applied       uint64
+	appliedTerm   uint64        // the term of the entry at applied
 	appliedC      chan struct{} // closed and replaced whenever applied grows
 	locks         lockTable     // row locks, while leading (locks.go)
 	// confPending is set while a membership change this leader proposed
@@ -87,8 +95,39 @@ type replica struct {
 // proposal is a commit this leader proposed and has not seen applied.
 type proposal struct {
 	commitTs uint64
+	// keys are the keys it writes, in order; nil: it may change any
+	// (a drop or a split).
+	keys     [][]byte
 	done     chan proposalResult // buffered: the apply loop never blocks
 	finished chan struct{}       // closed when done is filled
+}
+
+// readKeys is what a read covers: everything (all), one key, or the span
+// [start, end) (a nil end: no bound).
+type readKeys struct {
+	all        bool
+	point      bool
+	key        []byte
+	start, end []byte
+}
+
+// everything covers every key.
+var everything = readKeys{all: true}
+
+// pointRead covers key.
+func pointRead(key []byte) readKeys { return readKeys{point: true, key: key} }
+
+// touches reports whether p may write a key rk covers.
+func (p *proposal) touches(rk readKeys) bool {
+	if p.keys == nil || rk.all {
+		return true
+	}
+	if rk.point {
+		_, found := slices.BinarySearchFunc(p.keys, rk.key, bytes.Compare)
+		return found
+	}
+	i, _ := slices.BinarySearchFunc(p.keys, rk.start, bytes.Compare)
+	return i < len(p.keys) && (rk.end == nil || bytes.Compare(p.keys[i], rk.end) < 0)
 }
 
 type proposalResult struct {
@@ -125,6 +164,9 @@ func newReplica(n *Node, desc shardDesc, peers []uint64) (*replica, error) {
 		MaxUncommittedEntriesSize: 1 << 30,
 		MaxInflightMsgs:           256,
 		CheckQuorum:               true,
+		// A proposal reaches raft only on the leader that checked it
+		// against its read floor (resolve relies on it).
+		DisableProposalForwarding: true,
 		PreVote:                   true,
 		ReadOnlyOption:            etcdraft.ReadOnlyLeaseBased,
 		Logger:                    raftLogger{n.log.With("shard", desc.ID)},
@@ -148,7 +190,7 @@ func newReplica(n *Node, desc shardDesc, peers []uint64) (*replica, error) {
 	}
 	return &replica{
 		n: n, id: desc.ID, log: log, desc: desc, rn: rn, span: sp, conf: snap.Metadata.ConfState,
-		applied:  snap.Metadata.Index,
+		applied: snap.Metadata.Index, appliedTerm: snap.Metadata.Term,
 		props:    make(map[uint64]*proposal),
 		reads:    make(map[uint64]chan uint64),
 		appliedC: make(chan struct{}),
@@ -166,18 +208,22 @@ func (r *replica) leaderCheckLocked() error {
 	return nil
 }
 
-// resolve makes this leader's state complete for reads as of ts (see the
-// type's comment).
-func (r *replica) resolve(ctx context.Context, ts uint64) error {
+// resolve makes this leader's state complete for reads as of ts of the
+// keys rk covers (see the type's comment).
+func (r *replica) resolve(ctx context.Context, ts uint64, rk readKeys) error {
 	r.mu.Lock()
 	if err := r.leaderCheckLocked(); err != nil {
 		r.mu.Unlock()
 		return err
 	}
-	r.maxReadTs = max(r.maxReadTs, ts)
+	if rk.point {
+		r.floors.raise(rk.key, ts)
+	} else {
+		r.floors.raiseAll(ts)
+	}
 	var waits []chan struct{}
 	for _, p := range r.props {
-		if p.commitTs <= ts {
+		if p.commitTs <= ts && p.touches(rk) {
 			waits = append(waits, p.finished)
 		}
 	}
@@ -192,12 +238,15 @@ func (r *replica) resolve(ctx context.Context, ts uint64) error {
 		return &notLeaderError{leader: bs.Lead}
 	}
 	index := bs.Commit
-	if r.termCommitted != bs.Term {
+	if r.appliedTerm == bs.Term {
+		index = 0 // every earlier term's entry is applied
+	}
+	if index != 0 && r.termCommitted != bs.Term {
 		if term, err := r.log.Term(bs.Commit); err == nil && term == bs.Term {
 			r.termCommitted = bs.Term // true for the rest of the term
 		}
 	}
-	if r.termCommitted != bs.Term {
+	if index != 0 && r.termCommitted != bs.Term {
 		id = r.nextID.Add(1)
 		ch = make(chan uint64, 1)
 		r.reads[id] = ch
@@ -287,7 +336,11 @@ func (r *replica) read(ctx context.Context, a *ReadArgs, reply *ReadReply) error
 	if err := r.checkRead(a); err != nil {
 		return err
 	}
-	if err := r.resolve(ctx, a.Ts); err != nil {
+	rk := pointRead(a.Key)
+	if a.Scan {
+		rk = readKeys{start: a.Start, end: a.End}
+	}
+	if err := r.resolve(ctx, a.Ts, rk); err != nil {
 		return err
 	}
 	// Checked again once caught up: a split applied meanwhile moved the
@@ -320,17 +373,28 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 		r.mu.Unlock()
 		return 0, err
 	}
+	if a.CommitTs <= a.StartTs {
+		r.mu.Unlock()
+		return 0, errRetryTs
+	}
 	for _, w := range a.Writes {
 		if !r.inSpanLocked(w.Key) {
 			r.mu.Unlock()
 			return 0, fmt.Errorf("%w: key %q", errWrongShard, w.Key)
 		}
+		if a.CommitTs <= r.floors.of(w.Key) {
+			r.mu.Unlock()
+			return 0, errRetryTs
+		}
 	}
-	if a.CommitTs <= r.maxReadTs || a.CommitTs <= a.StartTs {
-		r.mu.Unlock()
-		return 0, errRetryTs
+	keys := make([][]byte, len(a.Writes))
+	for i, w := range a.Writes {
+		keys[i] = w.Key
 	}
-	out, err := r.proposeLocked(e.ID, e.CommitTs, data)
+	if !slices.IsSortedFunc(keys, bytes.Compare) {
+		slices.SortFunc(keys, bytes.Compare)
+	}
+	out, err := r.proposeLocked(e.ID, e.CommitTs, keys, data)
 	if err == nil && out == wrongShard {
 		return 0, fmt.Errorf("%w: the shard was split", errWrongShard)
 	}
@@ -341,15 +405,15 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 	return out, err
 }
 
-// proposeLocked proposes an entry (r.mu held; it is released) and waits
-// for it to be applied.
-func (r *replica) proposeLocked(id, ts uint64, data []byte) (outcome, error) {
+// proposeLocked proposes an entry writing keys (sorted; nil: any) at ts
+// (r.mu held; it is released) and waits for it to be applied.
+func (r *replica) proposeLocked(id, ts uint64, keys [][]byte, data []byte) (outcome, error) {
 	if err := r.rn.Propose(data); err != nil {
 		leader := r.leader
 		r.mu.Unlock()
 		return 0, &notLeaderError{leader: leader}
 	}
-	p := &proposal{commitTs: ts, done: make(chan proposalResult, 1), finished: make(chan struct{})}
+	p := &proposal{commitTs: ts, keys: keys, done: make(chan proposalResult, 1), finished: make(chan struct{})}
 	r.props[id] = p
 	r.mu.Unlock()
 	r.n.wake()
@@ -373,7 +437,7 @@ func (r *replica) dropPrefix(ctx context.Context, prefix []byte, ts uint64) erro
 		return err
 	}
 	e := dropEntry{ID: r.nextID.Add(1), Ts: ts, Prefix: prefix}
-	_, err := r.proposeLocked(e.ID, e.Ts, e.encode())
+	_, err := r.proposeLocked(e.ID, e.Ts, nil, e.encode())
 	return err
 }
 
@@ -413,7 +477,7 @@ func (r *replica) setReadFloor(term uint64) {
 		if err == nil {
 			r.mu.Lock()
 			if r.isLeader && r.rn.Status().Term == term {
-				r.maxReadTs = max(r.maxReadTs, ts)
+				r.floors.raiseAll(ts)
 				r.floorSet = true
 			}
 			r.mu.Unlock()
@@ -463,6 +527,7 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 	}
 	r.mu.Lock()
 	r.applied = ents[len(ents)-1].Index
+	r.appliedTerm = ents[len(ents)-1].Term
 	close(r.appliedC)
 	r.appliedC = make(chan struct{})
 	r.mu.Unlock()

@@ -376,7 +376,7 @@ func (n *Node) serveCommitStatus(ctx context.Context, a *CommitStatusArgs) Commi
 		return CommitStatusReply{Status: StatusNoReplica}
 	}
 	var reply CommitStatusReply
-	err := r.resolve(ctx, a.CommitTs)
+	err := r.resolve(ctx, a.CommitTs, everything)
 	if err == nil {
 		reply.Committed, err = n.sm.hasVersion(a.Key, a.CommitTs)
 	}

@@ -151,6 +151,7 @@ func (r *replica) restored(snap raftpb.Snapshot) error {
 	defer r.mu.Unlock()
 	r.span, r.conf = sp, snap.Metadata.ConfState
 	r.applied = snap.Metadata.Index
+	r.appliedTerm = snap.Metadata.Term
 	r.checkpoint = nil
 	r.sizeKnown = false
 	r.snapshots++

@@ -267,6 +267,8 @@ func (r *replica) maybeSplit(ctx context.Context) error {
 	if err := r.rn.Propose(e.encode()); err != nil {
 		return nil // leadership moved on
 	}
+	// Reads wait for it (resolve): it may move any key elsewhere.
+	r.props[e.ID] = &proposal{done: make(chan proposalResult, 1), finished: make(chan struct{})}
 	r.splitProposed = time.Now()
 	r.n.log.Info("splitting a shard", "shard", r.id, "bytes", total, "at", fmt.Sprintf("%q", key), "new", child)
 	r.n.wake()
