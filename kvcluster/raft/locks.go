@@ -20,8 +20,14 @@ import (
 // The leader releases the locks of transactions whose node died (repair
 // loop): nothing else would end them.
 //
-// After taking a lock the leader reads the key's latest value as of a
-// fresh timestamp lockTs, resolved like any read, and returns both. The
+// After taking a lock the leader reads the key's latest value as of lockTs
+// and returns both. lockTs is the leader's own: the highest of the
+// owner's snapshot and every commit timestamp it has proposed or applied,
+// so every commit the leader acknowledged is at or below it, and an
+// in-flight one is waited for. It is resolved like any read, which raises
+// the key's floor to it: a commit at or below it that the read missed can
+// no longer be proposed. (A fresh timestamp from the oracle would do too,
+// at the cost of a round trip to it.) The
 // transaction's commit then checks the key for writes after lockTs, not
 // after its snapshot. Locks are released when the holder's commit has been
 // applied, or when it rolls back. A new leader starts with no locks; a
@@ -111,7 +117,7 @@ func (lt *lockTable) reset() {
 }
 
 // lock takes key's lock for owner, waiting for its holder, then reads the
-// key's latest value as of a fresh timestamp, which it returns.
+// key's latest value as of lockTs (see lockTable), which it returns.
 func (r *replica) lock(ctx context.Context, key []byte, owner, node uint64) (value []byte, found bool, lockTs uint64, err error) {
 	for {
 		r.mu.Lock()
@@ -164,10 +170,16 @@ func (r *replica) lock(ctx context.Context, key []byte, owner, node uint64) (val
 			return nil, false, 0, errNodeClosed
 		}
 	}
-	if lockTs, err = r.n.timestamp(ctx); err == nil {
-		if err = r.resolve(ctx, lockTs, pointRead(key)); err == nil {
-			value, found, err = r.n.sm.get(lockTs, key)
-		}
+	// Resolved first at the owner's snapshot: a new leader then has
+	// applied every earlier leader's commit, so maxTs is above them.
+	if err = r.resolve(ctx, owner, pointRead(key)); err != nil {
+		return nil, false, 0, err
+	}
+	r.mu.Lock()
+	lockTs = max(owner, r.maxTs)
+	r.mu.Unlock()
+	if err = r.resolve(ctx, lockTs, pointRead(key)); err == nil {
+		value, found, err = r.n.sm.get(lockTs, key)
 	}
 	return value, found, lockTs, err
 }

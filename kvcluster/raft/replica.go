@@ -64,6 +64,9 @@ type replica struct {
 	isLeader bool
 	floorSet bool // a leader serves only once its read floor is set
 	floors   readFloors
+	// maxTs is the highest commit timestamp proposed or applied here (a
+	// lock's read timestamp: locks.go).
+	maxTs uint64
 	// termCommitted is a term in which this replica, leading, has seen an
 	// entry of its own committed: from then on its commit index is a read
 	// index, for the rest of the term.
@@ -387,6 +390,7 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 			return 0, errRetryTs
 		}
 	}
+	r.maxTs = max(r.maxTs, a.CommitTs)
 	keys := make([][]byte, len(a.Writes))
 	for i, w := range a.Writes {
 		keys[i] = w.Key
@@ -508,6 +512,7 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 				return fmt.Errorf("raft: shard %d entry %d: %w", r.id, ent.Index, err)
 			}
 			r.mu.Lock()
+			r.maxTs = max(r.maxTs, ts)
 			if p := r.props[id]; p != nil && p.commitTs == ts {
 				delete(r.props, id)
 				p.finish(proposalResult{outcome: out})
