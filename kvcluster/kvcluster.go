@@ -181,6 +181,39 @@ type PrefixDropper interface {
 	DropPrefix(ctx context.Context, prefix []byte) error
 }
 
+// SchemaTxn is a Txn of a SharedStore that lets the nodes sharing it cache
+// the schema. Callers find it with AsSchemaTxn.
+type SchemaTxn interface {
+	// SchemaEpoch returns the transaction's schema epoch. Two
+	// transactions of the same epoch read the same committed value of a
+	// schema key — one whose writers call WritesSchema — once one of
+	// them has read it (a read settles the key's value at or below its
+	// timestamp: later commits below it are refused).
+	SchemaEpoch() uint64
+	// WritesSchema must be called before the transaction writes a schema
+	// key: its commit then starts a new epoch.
+	WritesSchema()
+}
+
+// Wrapper is a Txn that adds to another (the one Unwrap returns).
+type Wrapper interface {
+	Unwrap() Txn
+}
+
+// AsSchemaTxn finds a SchemaTxn in txn or the transactions it wraps.
+func AsSchemaTxn(txn Txn) (SchemaTxn, bool) {
+	for {
+		if st, ok := txn.(SchemaTxn); ok {
+			return st, true
+		}
+		w, ok := txn.(Wrapper)
+		if !ok {
+			return nil, false
+		}
+		txn = w.Unwrap()
+	}
+}
+
 // SharedStore is a KvCluster that other processes (the other nodes of a
 // cluster) write to as well, so what a node caches of the stored data may
 // change without the node's knowledge. Implementations say so by

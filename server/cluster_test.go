@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -264,5 +265,93 @@ func TestClusterSplitsAtTenants(t *testing.T) {
 	}
 	if _, err := sys.Exec(ctx, "SELECT shaledb.drop_tenant('t2')"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClusterSchemaCache checks the descriptor cache of a cluster
+// (schema epochs, RFC 0013): a writer on one node replaces a table in a
+// loop, each round with a column named after the round and one row
+// holding the round's number. Readers on the other nodes race it and must
+// never see a column and a value of different rounds, or no row; and
+// after each round a reader on another node must see that round at once.
+func TestClusterSchemaCache(t *testing.T) {
+	nodes := servertest.StartCluster(t, 3, "pw")
+	ctx := context.Background()
+	connect := connector(t, nodes)
+	sys := connect(0, "admin", "pw", "system")
+	if _, err := sys.Exec(ctx, "SELECT shaledb.create_tenant('flip', 'flip-pw')"); err != nil {
+		t.Fatal(err)
+	}
+	writer := connect(0, "admin", "flip-pw", "flip")
+	if _, err := writer.Exec(ctx, "CREATE TABLE flip (c0 bigint); INSERT INTO flip VALUES (0)"); err != nil {
+		t.Fatal(err)
+	}
+	// readRound reads the table and returns the round it holds.
+	readRound := func(c *pgx.Conn) (int64, error) {
+		rows, err := c.Query(ctx, "SELECT * FROM flip", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			return 0, err
+		}
+		defer rows.Close()
+		if len(rows.FieldDescriptions()) == 0 {
+			rows.Close()
+			return 0, fmt.Errorf("no columns: %w", rows.Err())
+		}
+		col := string(rows.FieldDescriptions()[0].Name)
+		var vals []int64
+		for rows.Next() {
+			var v int64
+			if err := rows.Scan(&v); err != nil {
+				return 0, err
+			}
+			vals = append(vals, v)
+		}
+		if err := rows.Err(); err != nil {
+			return 0, err
+		}
+		if len(vals) != 1 || col != fmt.Sprintf("c%d", vals[0]) {
+			return 0, fmt.Errorf("column %s holds %v", col, vals)
+		}
+		return vals[0], nil
+	}
+	const rounds = 40
+	done := make(chan struct{})
+	errs := make(chan error, 2)
+	var wg sync.WaitGroup
+	for i := 1; i <= 2; i++ {
+		reader := connect(i, "admin", "flip-pw", "flip")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if _, err := readRound(reader); err != nil {
+					errs <- fmt.Errorf("reader on node %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	checker := connect(2, "admin", "flip-pw", "flip")
+	if _, err := readRound(checker); err != nil {
+		t.Fatal(err)
+	}
+	for round := int64(1); round <= rounds; round++ {
+		if _, err := writer.Exec(ctx, fmt.Sprintf("BEGIN; DROP TABLE flip; CREATE TABLE flip (c%d bigint); INSERT INTO flip VALUES (%d); COMMIT", round, round)); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if got, err := readRound(checker); err != nil || got != round {
+			t.Fatalf("after round %d, another node read round %d (%v)", round, got, err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -162,6 +162,9 @@ type accounted struct {
 	page     map[string]int64
 }
 
+// Unwrap returns the transaction a accounts for (kvcluster.Wrapper).
+func (a *accounted) Unwrap() kvcluster.Txn { return a.Txn }
+
 type accountedLocking struct {
 	accounted
 	lt kvcluster.LockingTxn

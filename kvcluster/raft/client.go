@@ -51,11 +51,16 @@ func (kv *KV) Begin(ctx context.Context, opts kvcluster.TxnOptions) (kvcluster.T
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ts, err := kv.n.snaps.begin(ctx, kv.n.timestamp)
+	var epoch uint64
+	ts, err := kv.n.snaps.begin(ctx, func(ctx context.Context) (uint64, error) {
+		ts, e, err := kv.n.timestampEpoch(ctx, false)
+		epoch = e
+		return ts, err
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &txn{kv: kv, startTs: ts, readOnly: opts.ReadOnly}, nil
+	return &txn{kv: kv, startTs: ts, epoch: epoch, readOnly: opts.ReadOnly}, nil
 }
 
 // Close fails later operations with ErrClosed, after commits already
@@ -70,6 +75,8 @@ func (kv *KV) Close() error {
 type txn struct {
 	kv       *KV
 	startTs  uint64
+	epoch    uint64 // the schema epoch of startTs
+	schema   bool   // it writes the schema: its commit timestamp is a schema timestamp
 	readOnly bool
 	done     bool
 	released bool // its snapshot no longer counts as open
@@ -81,7 +88,17 @@ type txn struct {
 	lockShards map[uint64]bool
 }
 
-var _ kvcluster.LockingTxn = (*txn)(nil)
+var (
+	_ kvcluster.LockingTxn = (*txn)(nil)
+	_ kvcluster.SchemaTxn  = (*txn)(nil)
+)
+
+// SchemaEpoch returns the oracle's schema epoch of the snapshot (see
+// tso.Oracle.AllocateEpoch and kvcluster.SchemaTxn).
+func (t *txn) SchemaEpoch() uint64 { return t.epoch }
+
+// WritesSchema makes the commit timestamp a schema timestamp.
+func (t *txn) WritesSchema() { t.schema = true }
 
 // LockForUpdate takes key's row lock on its shard's leader (locks.go).
 func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, error) {
@@ -486,7 +503,7 @@ func (t *txn) Commit(ctx context.Context) error {
 				return fmt.Errorf("%w: keys %q and %q", kvcluster.ErrCrossShard, writes[0].Key, w.Key)
 			}
 		}
-		commitTs, err := n.timestamp(ctx)
+		commitTs, _, err := n.timestampEpoch(ctx, t.schema)
 		if err != nil {
 			return err
 		}

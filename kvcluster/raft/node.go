@@ -430,13 +430,21 @@ func (n *Node) forgetAddr(id uint64) {
 // node's if it is the elected one, else by a request to the node the
 // election (cached until a request fails) names.
 func (n *Node) timestamp(ctx context.Context) (uint64, error) {
+	ts, _, err := n.timestampEpoch(ctx, false)
+	return ts, err
+}
+
+// timestampEpoch is timestamp with its schema epoch; a schema timestamp
+// starts a new one (tso.Oracle.AllocateEpoch). Schema timestamps are
+// asked for alone, others share requests with concurrent callers.
+func (n *Node) timestampEpoch(ctx context.Context, schema bool) (ts, epoch uint64, err error) {
 	for {
-		ts, err := n.oracle.Allocate(ctx, 1)
+		ts, epoch, err = n.oracle.AllocateEpoch(ctx, 1, schema)
 		if err == nil {
-			return ts, nil
+			return ts, epoch, nil
 		}
 		if !errors.Is(err, tso.ErrNotLeader) {
-			return 0, err
+			return 0, 0, err
 		}
 		leader := n.tsoLeader.Load()
 		if leader == 0 {
@@ -447,40 +455,46 @@ func (n *Node) timestamp(ctx context.Context) (uint64, error) {
 			}
 		}
 		if leader != 0 && leader != n.id {
-			if ts, err = n.tsBatch.get(ctx, func(count uint64) (uint64, error) {
-				return n.remoteTimestamps(leader, count)
-			}); err == nil {
-				return ts, nil
+			if schema {
+				ts, epoch, err = n.remoteTimestamps(leader, 1, true)
+			} else {
+				ts, epoch, err = n.tsBatch.get(ctx, func(count uint64) (uint64, uint64, error) {
+					return n.remoteTimestamps(leader, count, false)
+				})
+			}
+			if err == nil {
+				return ts, epoch, nil
 			}
 		}
 		n.tsoLeader.Store(0) // ask the election again
 		select {
 		case <-time.After(5 * time.Millisecond):
 		case <-n.stopCtx.Done():
-			return 0, errNodeClosed
+			return 0, 0, errNodeClosed
 		case <-ctx.Done():
-			return 0, fmt.Errorf("raft: no timestamp oracle: %w (last error: %v)", ctx.Err(), err)
+			return 0, 0, fmt.Errorf("raft: no timestamp oracle: %w (last error: %v)", ctx.Err(), err)
 		}
 	}
 }
 
-// remoteTimestamps allocates count timestamps on node leader's oracle
-// and returns the first.
-func (n *Node) remoteTimestamps(leader, count uint64) (uint64, error) {
+// remoteTimestamps allocates count timestamps (a schema timestamp if
+// schema is set) on node leader's oracle and returns the first and their
+// epoch.
+func (n *Node) remoteTimestamps(leader, count uint64, schema bool) (first, epoch uint64, err error) {
 	ctx, cancel := context.WithTimeout(n.stopCtx, requestTimeout)
 	defer cancel()
 	p, err := n.transport.peerFor(leader)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var reply TimestampReply
-	if _, err := p.call(ctx, "Timestamp", &TimestampArgs{N: int(count)}, &reply); err != nil {
-		return 0, err
+	if _, err := p.call(ctx, "Timestamp", &TimestampArgs{N: int(count), Schema: schema}, &reply); err != nil {
+		return 0, 0, err
 	}
 	if reply.Status != StatusOK {
-		return 0, fmt.Errorf("raft: timestamps from node %d: %s", leader, reply.Err)
+		return 0, 0, fmt.Errorf("raft: timestamps from node %d: %s", leader, reply.Err)
 	}
-	return reply.First, nil
+	return reply.First, reply.Epoch, nil
 }
 
 // run is the node's raft loop: it ticks every group, persists what their

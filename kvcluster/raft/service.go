@@ -149,13 +149,17 @@ type OldestSnapshotArgs struct{}
 type OldestSnapshotReply struct{ Oldest uint64 }
 
 // TimestampArgs asks the elected oracle for N timestamps.
-type TimestampArgs struct{ N int }
+type TimestampArgs struct {
+	N      int
+	Schema bool // a schema timestamp (tso.Oracle.AllocateEpoch)
+}
 
 // TimestampReply answers TimestampArgs with the first of them.
 type TimestampReply struct {
 	Status Status
 	Err    string
 	First  uint64
+	Epoch  uint64
 }
 
 // requestTimeout bounds the work one incoming request may cause.
@@ -222,12 +226,12 @@ func (s *peerService) SnapshotData(a *SnapshotDataArgs, r *SnapshotDataReply) er
 func (s *peerService) Timestamp(a *TimestampArgs, r *TimestampReply) error {
 	ctx, cancel := s.n.requestContext()
 	defer cancel()
-	first, err := s.n.oracle.Allocate(ctx, a.N)
+	first, epoch, err := s.n.oracle.AllocateEpoch(ctx, a.N, a.Schema)
 	if err != nil {
 		*r = TimestampReply{Status: StatusNotLeader, Err: err.Error()}
 		return nil
 	}
-	*r = TimestampReply{First: first}
+	*r = TimestampReply{First: first, Epoch: epoch}
 	return nil
 }
 

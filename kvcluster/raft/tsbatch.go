@@ -17,18 +17,21 @@ type tsBatcher struct {
 }
 
 // tsRequest is one request to the oracle: n callers, answered with the
-// first of n consecutive timestamps, or an error for all.
+// first of n consecutive timestamps and their schema epoch, or an error
+// for all.
 type tsRequest struct {
 	n     uint64
 	done  chan struct{}
 	first uint64
+	epoch uint64
 	err   error
 }
 
-// get returns a timestamp from one of the requests fetch makes; fetch is
-// given how many timestamps to allocate and returns the first. A caller
-// whose ctx ends stops waiting (its timestamp goes unused).
-func (b *tsBatcher) get(ctx context.Context, fetch func(n uint64) (uint64, error)) (uint64, error) {
+// get returns a timestamp and its epoch from one of the requests fetch
+// makes; fetch is given how many timestamps to allocate and returns the
+// first and their epoch. A caller whose ctx ends stops waiting (its
+// timestamp goes unused).
+func (b *tsBatcher) get(ctx context.Context, fetch func(n uint64) (uint64, uint64, error)) (uint64, uint64, error) {
 	b.mu.Lock()
 	r := b.next
 	if r == nil {
@@ -45,16 +48,16 @@ func (b *tsBatcher) get(ctx context.Context, fetch func(n uint64) (uint64, error
 	select {
 	case <-r.done:
 		if r.err != nil {
-			return 0, r.err
+			return 0, 0, r.err
 		}
-		return r.first + slot, nil
+		return r.first + slot, r.epoch, nil
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return 0, 0, ctx.Err()
 	}
 }
 
 // send makes requests until no caller is waiting for one.
-func (b *tsBatcher) send(fetch func(n uint64) (uint64, error)) {
+func (b *tsBatcher) send(fetch func(n uint64) (uint64, uint64, error)) {
 	for {
 		b.mu.Lock()
 		r := b.next
@@ -65,7 +68,7 @@ func (b *tsBatcher) send(fetch func(n uint64) (uint64, error)) {
 			return
 		}
 		b.mu.Unlock()
-		r.first, r.err = fetch(r.n)
+		r.first, r.epoch, r.err = fetch(r.n)
 		close(r.done)
 	}
 }

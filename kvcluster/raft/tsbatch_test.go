@@ -15,10 +15,10 @@ func TestTsBatcher(t *testing.T) {
 	var b tsBatcher
 	var last atomic.Uint64 // the oracle: the highest timestamp allocated
 	var requests atomic.Int64
-	fetch := func(n uint64) (uint64, error) {
+	fetch := func(n uint64) (uint64, uint64, error) {
 		requests.Add(1)
 		time.Sleep(200 * time.Microsecond) // a round trip
-		return last.Add(n) - n + 1, nil
+		return last.Add(n) - n + 1, 1, nil
 	}
 	const callers, calls = 16, 200
 	var mu sync.Mutex
@@ -30,7 +30,7 @@ func TestTsBatcher(t *testing.T) {
 			defer wg.Done()
 			for range calls {
 				before := last.Load()
-				ts, err := b.get(context.Background(), fetch)
+				ts, _, err := b.get(context.Background(), fetch)
 				if err != nil {
 					t.Error(err)
 					return
@@ -57,8 +57,11 @@ func TestTsBatcher(t *testing.T) {
 	// A caller that stops waiting gets its context's error.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	slow := func(n uint64) (uint64, error) { time.Sleep(10 * time.Millisecond); return last.Add(n) - n + 1, nil }
-	if _, err := b.get(ctx, slow); err != context.Canceled {
+	slow := func(n uint64) (uint64, uint64, error) {
+		time.Sleep(10 * time.Millisecond)
+		return last.Add(n) - n + 1, 1, nil
+	}
+	if _, _, err := b.get(ctx, slow); err != context.Canceled {
 		t.Fatalf("cancelled caller: %v", err)
 	}
 }

@@ -52,6 +52,7 @@ type Oracle struct {
 	guard     clientv3.Cmp // holds while this node is the leader
 	highWater int64        // persisted physical mark (ms)
 	last      uint64       // the last timestamp handed out
+	epoch     uint64       // the schema epoch (AllocateEpoch); 0: none yet
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -148,6 +149,7 @@ func (o *Oracle) lead(ctx context.Context, guard clientv3.Cmp) error {
 	defer o.mu.Unlock()
 	o.guard = guard
 	o.last = uint64(start) << LogicalBits
+	o.epoch = 0
 	if err := o.raiseLocked(ctx, start); err != nil {
 		return err
 	}
@@ -175,23 +177,42 @@ func (o *Oracle) raiseLocked(ctx context.Context, physical int64) error {
 // Allocate hands out n consecutive timestamps and returns the first. It
 // fails with ErrNotLeader unless this node is the elected oracle.
 func (o *Oracle) Allocate(ctx context.Context, n int) (uint64, error) {
-	if n < 1 || n > 1<<LogicalBits {
-		return 0, fmt.Errorf("tso: cannot allocate %d timestamps", n)
+	first, _, err := o.AllocateEpoch(ctx, n, false)
+	return first, err
+}
+
+// AllocateEpoch is Allocate that also returns the schema epoch the
+// timestamps were handed out in. A schema timestamp (schema set; n must
+// be 1) is the commit timestamp of a transaction that writes the schema,
+// and starts a new epoch. So two timestamps handed out in the same epoch
+// have no schema timestamp between them: what a transaction that read
+// the schema at one of them saw, by a read that stops later commits below
+// it (a raft leader's read floor), holds at the other.
+//
+// Epochs are timestamps: an oracle's first is the first timestamp it
+// hands out, each schema timestamp is the next. Timestamps are never
+// handed out twice, across oracles too, so neither are epochs.
+func (o *Oracle) AllocateEpoch(ctx context.Context, n int, schema bool) (first, epoch uint64, err error) {
+	if n < 1 || n > 1<<LogicalBits || schema && n != 1 {
+		return 0, 0, fmt.Errorf("tso: cannot allocate %d timestamps", n)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.leading {
-		return 0, ErrNotLeader
+		return 0, 0, ErrNotLeader
 	}
-	first := max(o.last+1, uint64(o.now().UnixMilli())<<LogicalBits)
+	first = max(o.last+1, uint64(o.now().UnixMilli())<<LogicalBits)
 	end := first + uint64(n) - 1
 	if phys := int64(end >> LogicalBits); phys >= o.highWater {
 		if err := o.raiseLocked(ctx, phys); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	o.last = end
-	return first, nil
+	if o.epoch == 0 || schema {
+		o.epoch = first
+	}
+	return first, o.epoch, nil
 }
 
 // Leader returns the node id of the elected oracle.

@@ -99,3 +99,41 @@ func TestOracle(t *testing.T) {
 		t.Fatalf("Leader = %d, %v; want 2", leader, err)
 	}
 }
+
+// TestSchemaEpochs checks AllocateEpoch: timestamps share an epoch until a
+// schema timestamp starts the next (which is that timestamp), and a new
+// oracle starts an epoch no earlier one had.
+func TestSchemaEpochs(t *testing.T) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdtest.Start(t)}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+	a := tso.Start(cli, "c1", 1)
+	allocate(t, a)
+	_, e1, err := a.AllocateEpoch(ctx, 3, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, e, err := a.AllocateEpoch(ctx, 1, false); err != nil || e != e1 {
+		t.Fatalf("epoch %d (%v) after %d with no schema timestamp between", e, err, e1)
+	}
+	ts, e2, err := a.AllocateEpoch(ctx, 1, true)
+	if err != nil || e2 != ts || e2 == e1 {
+		t.Fatalf("schema timestamp %d: epoch %d (%v), want a new one (was %d)", ts, e2, err, e1)
+	}
+	if _, e, err := a.AllocateEpoch(ctx, 2, false); err != nil || e != e2 {
+		t.Fatalf("epoch %d (%v) after the schema timestamp's %d", e, err, e2)
+	}
+	if _, _, err := a.AllocateEpoch(ctx, 2, true); err == nil {
+		t.Fatal("two schema timestamps in one allocation")
+	}
+	b := tso.Start(cli, "c1", 2)
+	defer b.Close()
+	a.Close()
+	allocate(t, b)
+	if _, e, err := b.AllocateEpoch(ctx, 1, false); err != nil || e <= e2 {
+		t.Fatalf("the new oracle's epoch %d (%v) is not new (the old one's was %d)", e, err, e2)
+	}
+}

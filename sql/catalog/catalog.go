@@ -231,14 +231,21 @@ func (c *Catalog) Bind(txn kvcluster.Txn, snap Snapshot) {
 //
 // The generation is node-wide. A descriptor write in one tenant costs every
 // tenant one read per table, once.
+//
+// On a store shared with other nodes (kvcluster.SharedStore) this node's
+// generation does not see the others' writes. There the generation is
+// the transaction's schema epoch from the store (kvcluster.SchemaTxn),
+// and a descriptor writer marks its transaction with WritesSchema, so its
+// commit starts a new epoch; the epoch is cluster-wide. A store without
+// epochs turns the name layer off.
 type DescriptorCache struct {
 	mu     sync.RWMutex
 	m      map[string]*Table
 	byName map[string]namedTable
 
-	// namesOff turns the name layer off: other nodes write descriptors
-	// too, and the generation only sees this node's writes.
-	namesOff bool
+	// shared: other nodes write descriptors too, and the generation only
+	// sees this node's writes; schema epochs stand in for it.
+	shared   bool
 	gen      atomic.Uint64
 	inflight atomic.Int64
 	wmu      sync.Mutex
@@ -264,7 +271,13 @@ func (dc *DescriptorCache) Begin(begin func() (kvcluster.Txn, error)) (kvcluster
 	if err != nil {
 		return nil, Snapshot{}, err
 	}
-	ok := !dc.namesOff && dc.inflight.Load() == 0 && dc.gen.Load() == g
+	if dc.shared {
+		if st, ok := kvcluster.AsSchemaTxn(txn); ok {
+			return txn, Snapshot{gen: st.SchemaEpoch(), ok: true}, nil
+		}
+		return txn, Snapshot{}, nil
+	}
+	ok := dc.inflight.Load() == 0 && dc.gen.Load() == g
 	return txn, Snapshot{gen: g, ok: ok}, nil
 }
 
@@ -309,11 +322,10 @@ func (dc *DescriptorCache) remember(key []byte, gen uint64, t *Table) {
 // descriptorCacheMax bounds the cache; past it the cache starts over.
 const descriptorCacheMax = 8192
 
-// NewDescriptorCache returns an empty cache. With shared set (the store
-// is a cluster's: kvcluster.SharedStore) only the decoded layer is used;
-// every transaction reads its descriptors from the store.
+// NewDescriptorCache returns an empty cache. Set shared if the store is
+// a cluster's (kvcluster.SharedStore).
 func NewDescriptorCache(shared bool) *DescriptorCache {
-	return &DescriptorCache{m: map[string]*Table{}, byName: map[string]namedTable{}, writers: map[kvcluster.Txn]bool{}, namesOff: shared}
+	return &DescriptorCache{m: map[string]*Table{}, byName: map[string]namedTable{}, writers: map[kvcluster.Txn]bool{}, shared: shared}
 }
 
 func (dc *DescriptorCache) decode(b []byte) (*Table, error) {
@@ -374,6 +386,10 @@ func (c *Catalog) Table(ctx context.Context, txn kvcluster.Txn, name string) (*T
 
 // writingDescriptors notes that txn is about to write a descriptor.
 func (c *Catalog) writingDescriptors(txn kvcluster.Txn) {
+	// Whatever the catalog caches: other catalogs (other nodes') do.
+	if st, ok := kvcluster.AsSchemaTxn(txn); ok {
+		st.WritesSchema()
+	}
 	if c.cache != nil {
 		c.cache.writing(txn)
 	}
