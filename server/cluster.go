@@ -25,7 +25,8 @@ type clusterMember struct {
 }
 
 // joinCluster starts this process's node of the cluster cfg.Cluster names.
-func joinCluster(ctx context.Context, cfg Config) (*clusterMember, error) {
+// addr is where PostgreSQL clients reach it.
+func joinCluster(ctx context.Context, cfg Config, addr string) (*clusterMember, error) {
 	cc := cfg.Cluster
 	etcd, err := clientv3.New(clientv3.Config{Endpoints: cc.Etcd, DialTimeout: 5 * time.Second, Context: context.WithoutCancel(ctx)})
 	if err != nil {
@@ -49,7 +50,7 @@ func joinCluster(ctx context.Context, cfg Config) (*clusterMember, error) {
 	node, err := raft.Start(ctx, raft.Options{
 		DataDir:           cfg.DataDir,
 		PeerListen:        cc.PeerListen,
-		Addr:              cfg.Listen,
+		Addr:              addr,
 		Region:            cc.Region,
 		Etcd:              etcd,
 		Cluster:           cc.Name,

@@ -109,6 +109,43 @@ func TestClusterSQL(t *testing.T) {
 	if _, err := a1.Exec(ctx, "SELECT * FROM shaledb.shards"); err == nil {
 		t.Fatal("a tenant read shaledb.shards")
 	}
+
+	// shaledb.nodes: every node, alive, one of them the oracle, and the
+	// one the session is on.
+	rows, err := connect(1, "admin", "pw", "system").Query(ctx,
+		"SELECT id, addr, region, alive, oracle, this_node FROM shaledb.nodes ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oracles, selves int
+	var listed int
+	for rows.Next() {
+		var nid int64
+		var addr, region string
+		var alive, oracle, self bool
+		if err := rows.Scan(&nid, &addr, &region, &alive, &oracle, &self); err != nil {
+			t.Fatal(err)
+		}
+		listed++
+		if oracle {
+			oracles++
+		}
+		if self {
+			selves++
+			if addr != nodes[1].Addr().String() || region != "r2" {
+				t.Errorf("this_node is %s in %s, want %s in r2", addr, region, nodes[1].Addr())
+			}
+		}
+		if !alive {
+			t.Errorf("node %d (%s) listed dead", nid, addr)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if listed != 3 || oracles != 1 || selves != 1 {
+		t.Fatalf("shaledb.nodes: %d nodes, %d oracles, %d marked this_node", listed, oracles, selves)
+	}
 }
 
 // TestClusterPgbench runs pgbench on a 3-node cluster: initialised through

@@ -155,11 +155,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("create data directory: %w", err)
 		}
 	}
+	// Bound first (served last): a cluster node registers the address
+	// clients reach it at, port 0 resolved.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
 	var store kvcluster.KvCluster
 	var member *clusterMember
 	if cfg.Cluster != nil {
-		var err error
-		if member, err = joinCluster(ctx, cfg); err != nil {
+		if member, err = joinCluster(ctx, cfg, ln.Addr().String()); err != nil {
+			ln.Close()
 			return nil, err
 		}
 		store = member
@@ -171,6 +177,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		opts.TxnMemoryBytes = cfg.TxnMemoryBytes
 		bs, err := badgerkv.Open(opts)
 		if err != nil {
+			ln.Close()
 			return nil, err
 		}
 		store = bs
@@ -178,7 +185,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.MetricsTopTenants == 0 {
 		cfg.MetricsTopTenants = 100
 	}
-	n := &Node{cfg: cfg, store: store, cluster: member, served: make(chan error, 1)}
+	n := &Node{cfg: cfg, store: store, cluster: member, served: make(chan error, 1), ln: ln}
 	n.tenants = tenancy.NewManager(store, tenancy.ManagerConfig{MaxRateWait: cfg.MaxRateWait, Logger: cfg.Logger})
 	fail := func(err error) (*Node, error) {
 		n.tenants.Close()
@@ -186,6 +193,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.tel.shutdown(ctx)
 		}
 		store.Close()
+		ln.Close()
 		return nil, err
 	}
 	if err := n.prepare(ctx); err != nil {
@@ -296,11 +304,7 @@ func (n *Node) listen() error {
 		}
 	}
 	n.pg = pgwire.NewServer(pgwire.Config{TLS: tlsCfg, Logger: n.cfg.Logger}, n)
-	ln, err := net.Listen("tcp", n.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", n.cfg.Listen, err)
-	}
-	n.ln = ln
+	ln := n.ln
 	go func() { n.served <- n.pg.Serve(ln) }()
 	if n.cfg.HTTP != "" {
 		hl, err := net.Listen("tcp", n.cfg.HTTP)

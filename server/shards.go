@@ -85,3 +85,43 @@ func (a admin) shardsView() *catalog.Table {
 		},
 	}
 }
+
+// nodesColumns are shaledb.nodes' columns.
+var nodesColumns = []catalog.Column{
+	{ID: 1, Name: "id", Type: types.Int8},
+	{ID: 2, Name: "addr", Type: types.Text},
+	{ID: 3, Name: "peer_addr", Type: types.Text},
+	{ID: 4, Name: "region", Type: types.Text},
+	{ID: 5, Name: "capacity_bytes", Type: types.Int8},
+	{ID: 6, Name: "alive", Type: types.Bool},
+	{ID: 7, Name: "oracle", Type: types.Bool},
+	{ID: 8, Name: "this_node", Type: types.Bool},
+}
+
+// nodesView is shaledb.nodes: the cluster's nodes as the registry has
+// them, which one runs the timestamp oracle, and which one the session is
+// on. A single node lists itself.
+func (a admin) nodesView() *catalog.Table {
+	return &catalog.Table{
+		Name:    "nodes",
+		Columns: nodesColumns,
+		Virtual: func(ctx context.Context, txn kvcluster.Txn, emit func([]value.Value) error) error {
+			if a.n.cluster == nil {
+				return emit([]value.Value{value.Int(1), value.Text(a.n.Addr().String()), value.Null{}, value.Null{},
+					value.Null{}, value.Bool(true), value.Bool(true), value.Bool(true)})
+			}
+			nodes, err := a.n.cluster.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			for _, nd := range nodes {
+				if err := emit([]value.Value{value.Int(nd.ID), value.Text(nd.Addr), value.Text(nd.PeerAddr),
+					value.Text(nd.Region), value.Int(nd.CapacityBytes), value.Bool(nd.Alive),
+					value.Bool(nd.Oracle), value.Bool(nd.Self)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}

@@ -64,6 +64,8 @@ func (a admin) View(name string) (*catalog.Table, bool) {
 	switch name {
 	case "shards":
 		return a.shardsView(), true
+	case "nodes":
+		return a.nodesView(), true
 	case "tenants":
 	default:
 		return nil, false

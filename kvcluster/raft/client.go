@@ -2,6 +2,7 @@ package raft
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"github.com/google/btree"
 
 	"github.com/shaledb/shaledb/kvcluster"
+	"github.com/shaledb/shaledb/replication/registry"
+	"github.com/shaledb/shaledb/replication/tso"
 )
 
 // txnBytesMax bounds the writes of one transaction: they travel as one
@@ -847,6 +850,32 @@ func (kv *KV) Shards(ctx context.Context) ([]ShardInfo, error) {
 		}
 		out = append(out, info)
 	}
+	return out, nil
+}
+
+// NodeInfo is one node of the cluster, as the registry has it.
+type NodeInfo struct {
+	registry.Node
+	Oracle bool // the timestamp oracle runs on it
+	Self   bool // the node asked
+}
+
+// Nodes lists the cluster's nodes, in id order.
+func (kv *KV) Nodes(ctx context.Context) ([]NodeInfo, error) {
+	n := kv.n
+	nodes, err := n.reg.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	oracle, err := tso.Leader(ctx, n.opts.Etcd, n.opts.Cluster)
+	if err != nil && !errors.Is(err, tso.ErrNotLeader) {
+		return nil, err
+	}
+	out := make([]NodeInfo, len(nodes))
+	for i, rec := range nodes {
+		out[i] = NodeInfo{Node: rec, Oracle: rec.ID == oracle, Self: rec.ID == n.id}
+	}
+	slices.SortFunc(out, func(a, b NodeInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
