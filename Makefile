@@ -110,10 +110,11 @@ bench-kv: deps ## KvCluster benchmarks, then side by side with PostgreSQL; resul
 	$(GO) run ./benchmarks/kvbaseline --duration 10s --out $(RESULTS)
 
 .PHONY: bench-cluster
-bench-cluster: deps build ## write latency and throughput, 3-node cluster vs single node in one run (KV, then SQL through shaledb-bench), and leader-kill failover time; results in benchmarks/results/
+bench-cluster: deps build ## write latency and throughput, 3-node cluster vs single node in one run (KV, then SQL through shaledb-bench, closed loop and at 500 ops/s), and leader-kill failover time; results in benchmarks/results/
 	@mkdir -p $(RESULTS)
 	SHALEDB_BENCH_OUT=$(abspath $(RESULTS))/$$(date -u +%Y-%m-%d)-cluster.txt $(GO) test -run '^$$' -bench 'BenchmarkClusterVsSingleNode|BenchmarkFailover' -benchtime 1x ./kvcluster/raft
 	bin/shaledb-bench --start-shaledb bin/shaledb --start-cluster 3 --workload point-write --duration 10s --out $(RESULTS)
+	bin/shaledb-bench --start-shaledb bin/shaledb --start-cluster 3 --workload point-write --duration 10s --rate 500 --out $(RESULTS)
 
 .PHONY: bench-pgbench
 bench-pgbench: build ## pgbench select-only and TPC-B, ShaleDB vs PostgreSQL 15 in one run

@@ -37,6 +37,7 @@ func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 // options are shaledb-bench's flags.
 type options struct {
 	url, startShale, workload, scenario, budgetsFile, out, readme string
+	clusterSessions                                               string
 	budgets                                                       multi
 	cfg                                                           Config
 	comparePG                                                     bool
@@ -66,6 +67,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.budgetsFile, "budgets", "benchmarks/budgets.yaml", "budgets file")
 	fs.Var(&o.budgets, "budget", "override one budget, e.g. point-read.read_p99=2ms (repeatable)")
 	fs.IntVar(&o.startCluster, "start-cluster", 0, "with --start-shaledb: also start a cluster of this many nodes (and an etcd) and run the same workload on it first, reporting its ratios to the single node")
+	fs.StringVar(&o.clusterSessions, "cluster-sessions", "spread", "with --start-cluster: spread (tenant i's sessions on node i mod N, as behind a load balancer) or last (every session on the last node, for most shards not their leader)")
 	fs.BoolVar(&o.comparePG, "compare-postgres", false, "also run the identical workload on a throwaway PostgreSQL 15 and report ratios")
 	fs.StringVar(&o.out, "out", "benchmarks/results", "results directory")
 	fs.StringVar(&o.readme, "readme", "", "suite: refresh the results table between the bench markers of this file")
@@ -84,6 +86,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.startCluster > 0 && (o.startShale == "" || o.comparePG) {
 		return nil, errors.New("--start-cluster goes with --start-shaledb, without --compare-postgres")
+	}
+	if o.clusterSessions != "spread" && o.clusterSessions != "last" {
+		return nil, fmt.Errorf("--cluster-sessions %q: want spread or last", o.clusterSessions)
 	}
 	switch o.scenario {
 	case "run", "noisy", "suite":
@@ -163,13 +168,21 @@ func (o *options) run(ctx context.Context, budgets *Budgets, stdout io.Writer) (
 			return nil, fmt.Errorf("start a cluster: %w", err)
 		}
 		defer c.Stop()
-		// Sessions on the last node: for most shards not their leader.
 		node := c.Nodes[len(c.Nodes)-1]
 		ct, err := DetectTarget(ctx, node.URL("admin", shaledbproc.AdminPassword, "system"))
 		if err != nil {
 			return nil, err
 		}
 		ct.Name = fmt.Sprintf("ShaleDB %d-node cluster", o.startCluster)
+		ct.Hosts = []string{fmt.Sprintf("127.0.0.1:%d", node.Port)}
+		if o.clusterSessions == "spread" {
+			ct.Hosts = ct.Hosts[:0]
+			for _, p := range c.Nodes {
+				ct.Hosts = append(ct.Hosts, fmt.Sprintf("127.0.0.1:%d", p.Port))
+			}
+		} else {
+			ct.Name += ", sessions on one node"
+		}
 		t.Name = "ShaleDB single node"
 		targets = []Target{ct, t}
 	}
@@ -213,6 +226,9 @@ func (o *options) workloadRun(ctx context.Context, targets []Target, workload st
 	name := workload
 	if o.startCluster > 0 {
 		name = "cluster-" + workload
+	}
+	if o.cfg.Load.Rate > 0 {
+		name += fmt.Sprintf("-at-%.0f-ops", o.cfg.Load.Rate)
 	}
 	path, err := WriteResults(o.out, name, rs, md)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Config is one workload run.
@@ -58,6 +60,10 @@ type Result struct {
 	Total      []Stats `json:"total"`
 	PerTenant  []Stats `json:"per_tenant"`
 	FirstError string  `json:"first_error,omitempty"`
+	// Placement says, for a cluster, which node each tenant's sessions
+	// were on, and where its shard's leader and the oracle were after the
+	// run.
+	Placement string `json:"placement,omitempty"`
 	// CDF per kind: (latency µs, fraction) points.
 	CDF map[Kind][][2]float64 `json:"cdf"`
 }
@@ -126,5 +132,65 @@ func Run(ctx context.Context, t Target, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return result(t, cfg, "run", rec, elapsed, firstErr), nil
+	r := result(t, cfg, "run", rec, elapsed, firstErr)
+	if len(t.Hosts) > 0 {
+		if r.Placement, err = t.placement(ctx, ts.names); err != nil {
+			return nil, fmt.Errorf("placement: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// placement describes where a cluster ran tenants: the node each one's
+// sessions were on, its shard's leader, and the oracle's node.
+func (t Target) placement(ctx context.Context, tenants []string) (string, error) {
+	c, err := pgx.Connect(ctx, t.Admin)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(ctx)
+	nodeAt := map[string]int64{}
+	var oracle int64
+	rows, err := c.Query(ctx, "SELECT id, addr, oracle FROM shaledb.nodes")
+	if err != nil {
+		return "", err
+	}
+	for rows.Next() {
+		var id int64
+		var addr string
+		var isOracle bool
+		if err := rows.Scan(&id, &addr, &isOracle); err != nil {
+			return "", err
+		}
+		nodeAt[addr] = id
+		if isOracle {
+			oracle = id
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	leaderOf := map[string]int64{}
+	rows, err = c.Query(ctx, "SELECT coalesce(leader, 0), tenants FROM shaledb.shards")
+	if err != nil {
+		return "", err
+	}
+	for rows.Next() {
+		var leader int64
+		var names []string
+		if err := rows.Scan(&leader, &names); err != nil {
+			return "", err
+		}
+		for _, n := range names {
+			leaderOf[n] = leader
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	parts := make([]string, len(tenants))
+	for i, name := range tenants {
+		parts[i] = fmt.Sprintf("%s: sessions on node %d, shard leader node %d", name, nodeAt[t.Hosts[i%len(t.Hosts)]], leaderOf[name])
+	}
+	return fmt.Sprintf("%s; timestamp oracle on node %d", strings.Join(parts, "; "), oracle), nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -177,12 +178,18 @@ func TestClusterScenario(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
 	}
-	for _, want := range []string{"| ShaleDB 3-node cluster | write |", "| ShaleDB single node | write |", "ShaleDB 3-node cluster ÷ ShaleDB single node: throughput"} {
+	for _, want := range []string{"| ShaleDB 3-node cluster | write |", "| ShaleDB single node | write |", "ShaleDB 3-node cluster ÷ ShaleDB single node: throughput",
+		// The two tenants' sessions on two different nodes, and where their
+		// leader and the oracle were.
+		"bench_point_write_0: sessions on node ", "bench_point_write_1: sessions on node ", "timestamp oracle on node "} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Fatalf("no %q in the report:\n%s", want, stdout.String())
 		}
 	}
 	if _, err := os.Stat(filepath.Join(out, time.Now().UTC().Format("2006-01-02")+"-cluster-point-write.md")); err != nil {
 		t.Error(err)
+	}
+	if m := regexp.MustCompile(`_0: sessions on node (\d+).*_1: sessions on node (\d+)`).FindStringSubmatch(stdout.String()); m == nil || m[1] == m[2] {
+		t.Errorf("tenants' sessions not spread over the nodes: %v", m)
 	}
 }

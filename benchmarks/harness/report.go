@@ -38,6 +38,11 @@ func Markdown(rs []*Result, violations []Violation) string {
 	}
 	fmt.Fprintf(&sb, "%d tenant(s) × %d rows, %s, tenants %s, keys %s, %.0f s a run (`shaledb-bench`).\n\n",
 		r0.Tenants, r0.Rows, load, r0.TenantDist, r0.KeyDist, r0.Seconds)
+	for _, r := range rs {
+		if r.Placement != "" {
+			fmt.Fprintf(&sb, "%s placement (leaders as after the run): %s.\n\n", r.Target, r.Placement)
+		}
+	}
 	sb.WriteString("| target | kind | ops/s | p50 | p95 | p99 | p99.9 | max | errors |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		for _, s := range r.Total {

@@ -187,6 +187,10 @@ type Target struct {
 	Admin string
 	// Shale is set when the target is ShaleDB (detected from version()).
 	Shale bool
+	// Hosts, when set, are the host:port of every node of a cluster:
+	// tenant i's sessions go to Hosts[i % len(Hosts)], and the result
+	// says where the tenants' shard leaders and the oracle were.
+	Hosts []string
 }
 
 // DetectTarget connects to url and tells ShaleDB from PostgreSQL.
@@ -292,6 +296,15 @@ func (t Target) prepare(ctx context.Context, w *workload, prefix string, n, conn
 		if err != nil {
 			ts.close()
 			return nil, err
+		}
+		if len(t.Hosts) > 0 {
+			pu, err := url.Parse(u)
+			if err != nil {
+				ts.close()
+				return nil, err
+			}
+			pu.Host = t.Hosts[i%len(t.Hosts)]
+			u = pu.String()
 		}
 		c, err := pgx.Connect(ctx, u)
 		if err != nil {
