@@ -417,6 +417,35 @@ func collectJoined(rt *Runtime, src planner.Plan, t *catalog.Table) ([][]value.V
 	return out, nil
 }
 
+// collectPoint is collect for a point read whose filter is its key: the
+// row is read at the snapshot and locked in one step (one request to a
+// cluster's leader), which is what reading it and then locking it does
+// when every row the key finds passes the filter.
+func collectPoint(rt *Runtime, s *planner.Scan, lt kvcluster.LockingTxn) ([][]value.Value, error) {
+	key, _, empty, err := span(rt, s)
+	if err != nil || empty {
+		return nil, err
+	}
+	_, found, latest, latestFound, err := kvcluster.GetAndLock(rt.Ctx, lt, key)
+	if err != nil || !found {
+		return nil, err
+	}
+	rt.RowsRead++
+	if !latestFound {
+		return nil, nil // deleted since the snapshot
+	}
+	row, err := s.Table.Record().DecodeRow(rt.Codec, key, latest)
+	if err != nil {
+		return nil, err
+	}
+	if s.Filter != nil { // the key's equalities: true, checked all the same
+		if ok, err := rt.eval(s.Filter, row); err != nil || !expr.Truthy(ok) {
+			return nil, err
+		}
+	}
+	return [][]value.Value{row}, nil
+}
+
 // lockLatest locks a row for update (when the transaction can) and
 // returns its latest committed version, whether that differs from row,
 // and whether it still exists.
@@ -441,6 +470,9 @@ func lockLatest(rt *Runtime, rec *record.Table, row []value.Value) ([]value.Valu
 }
 
 func collect(rt *Runtime, s *planner.Scan) ([][]value.Value, error) {
+	if lt, ok := rt.Txn.(kvcluster.LockingTxn); ok && s.Kind == planner.PointRead && s.KeyOnly && s.Index == nil && s.Table.Virtual == nil {
+		return collectPoint(rt, s, lt)
+	}
 	var rows [][]value.Value
 	err := scan(rt, s, func(row []value.Value) error {
 		rows = append(rows, row)

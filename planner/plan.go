@@ -83,6 +83,9 @@ type Scan struct {
 	// Filter is the WHERE clause, applied to every row read (it repeats
 	// what the key already guarantees, which keeps it simple and safe).
 	Filter expr.Expr
+	// KeyOnly is set on a point read whose filter is nothing but the
+	// equalities of its key: every row the key finds passes it.
+	KeyOnly bool
 	// Limit stops the scan after this many rows pass the filter (0: none);
 	// set when nothing above needs more.
 	Limit int64

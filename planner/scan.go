@@ -142,6 +142,9 @@ func (b *Builder) chooseScan(s *Scan) {
 	switch {
 	case (best == &s.Table.Primary || best.Unique) && len(eqs) == len(best.Columns):
 		s.Kind = PointRead
+		// Each equality came from a conjunct of its own: as many
+		// conjuncts as equalities leaves no other condition.
+		s.KeyOnly = len(conjuncts(s.Filter, nil)) == len(eqs)
 	default:
 		s.Kind = RangeScan
 	}

@@ -205,6 +205,19 @@ func (a *accounted) Scan(ctx context.Context, start, end []byte, opts kvcluster.
 	return kvs, err
 }
 
+// GetAndLock implements kvcluster.SnapshotLocker.
+func (al *accountedLocking) GetAndLock(ctx context.Context, key []byte) ([]byte, bool, []byte, bool, error) {
+	snap, found, latest, latestFound, err := kvcluster.GetAndLock(ctx, al.lt, key)
+	if err == nil {
+		if found {
+			al.remember(key, latest, latestFound)
+		} else {
+			al.remember(key, nil, false)
+		}
+	}
+	return snap, found, latest, latestFound, err
+}
+
 func (al *accountedLocking) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, error) {
 	v, found, err := al.lt.LockForUpdate(ctx, key)
 	if err == nil {

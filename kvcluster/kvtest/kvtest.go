@@ -66,6 +66,7 @@ func Run(t *testing.T, open Opener) {
 		{"LockedIncrementsNeedNoRetry", testLockedIncrementsNeedNoRetry},
 		{"DeadlockDetected", testDeadlockDetected},
 		{"LockWaitCancelled", testLockWaitCancelled},
+		{"GetAndLock", testGetAndLock},
 	}
 	for i, tc := range tests {
 		p := prefix(fmt.Sprintf("kvtest/%02d/", i))

@@ -146,3 +146,52 @@ func testLockWaitCancelled(t *testing.T, s *suite, p prefix) {
 		t.Fatalf("lock of a missing key: %v %v", found, err)
 	}
 }
+
+// testGetAndLock checks kvcluster.GetAndLock (the store's own, or Get and
+// LockForUpdate): it returns the snapshot's value and the latest, locks a
+// key the snapshot has, and does not lock one it lacks.
+func testGetAndLock(t *testing.T, s *suite, p prefix) {
+	s.put(t, string(p.key("old")), "a", string(p.key("gone")), "x")
+	reader := s.locking(t)
+	// After reader's snapshot: old changes, new appears, gone goes.
+	s.put(t, string(p.key("old")), "b", string(p.key("new")), "n")
+	w := s.begin(t)
+	if err := w.Delete(ctx, p.key("gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snap, found, latest, latestFound, err := kvcluster.GetAndLock(ctx, reader, p.key("old"))
+	if err != nil || !found || string(snap) != "a" || !latestFound || string(latest) != "b" {
+		t.Fatalf("GetAndLock(old) = %q %v %q %v %v; want a, then b", snap, found, latest, latestFound, err)
+	}
+	if _, found, _, _, err := kvcluster.GetAndLock(ctx, reader, p.key("new")); err != nil || found {
+		t.Fatalf("GetAndLock(new) found %v (%v): the snapshot predates it", found, err)
+	}
+	if _, found, _, latestFound, err := kvcluster.GetAndLock(ctx, reader, p.key("gone")); err != nil || !found || latestFound {
+		t.Fatalf("GetAndLock(gone) = found %v, latest found %v (%v); want in the snapshot, deleted since", found, latestFound, err)
+	}
+	// old is locked: another transaction waits for it; new is not.
+	other := s.locking(t)
+	lctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := other.LockForUpdate(lctx, p.key("old")); err == nil {
+		t.Fatal("another transaction took the lock GetAndLock holds")
+	}
+	if _, _, err := other.LockForUpdate(ctx, p.key("new")); err != nil {
+		t.Fatalf("a key GetAndLock did not find is locked: %v", err)
+	}
+	other.Rollback()
+	// The latest value is what the transaction reads and overwrites.
+	if v, _, err := reader.Get(ctx, p.key("old")); err != nil || string(v) != "b" {
+		t.Fatalf("Get after GetAndLock = %q (%v), want the latest b", v, err)
+	}
+	mustPut(t, reader, p.key("old"), []byte("c"))
+	if err := reader.Commit(ctx); err != nil {
+		t.Fatalf("commit after GetAndLock: %v", err)
+	}
+	if v, _ := s.get(t, p.key("old")); v != "c" {
+		t.Fatalf("old = %q, want c", v)
+	}
+}

@@ -92,8 +92,9 @@ type txn struct {
 }
 
 var (
-	_ kvcluster.LockingTxn = (*txn)(nil)
-	_ kvcluster.SchemaTxn  = (*txn)(nil)
+	_ kvcluster.LockingTxn     = (*txn)(nil)
+	_ kvcluster.SnapshotLocker = (*txn)(nil)
+	_ kvcluster.SchemaTxn      = (*txn)(nil)
 )
 
 // SchemaEpoch returns the oracle's schema epoch of the snapshot (see
@@ -105,58 +106,94 @@ func (t *txn) WritesSchema() { t.schema = true }
 
 // LockForUpdate takes key's row lock on its shard's leader (locks.go).
 func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, error) {
-	if err := kvcluster.CheckKey(key); err != nil {
+	reply, err := t.lock(ctx, key, false)
+	if err != nil {
 		return nil, false, err
+	}
+	return reply.Value, reply.Found, nil
+}
+
+// GetAndLock reads key at the snapshot and, if it is there, locks it, in
+// one request to the shard's leader (kvcluster.SnapshotLocker).
+func (t *txn) GetAndLock(ctx context.Context, key []byte) ([]byte, bool, []byte, bool, error) {
+	if t.writes != nil {
+		if _, ok := t.writes.Get(&mutation{Key: key}); ok {
+			// Our own write decides what Get returns: two steps.
+			snap, found, err := t.Get(ctx, key)
+			if err != nil || !found {
+				return nil, false, nil, false, err
+			}
+			latest, latestFound, err := t.LockForUpdate(ctx, key)
+			return snap, true, latest, latestFound, err
+		}
+	}
+	reply, err := t.lock(ctx, key, true)
+	if err != nil || !reply.SnapFound {
+		return nil, false, nil, false, err
+	}
+	return reply.SnapValue, true, reply.Value, reply.Found, nil
+}
+
+// lock sends a Lock request for key (reading it at the snapshot first with
+// snapshot set: no lock if it is not there) and returns the reply, the
+// latest value overlaid with the transaction's own write.
+func (t *txn) lock(ctx context.Context, key []byte, snapshot bool) (LockReply, error) {
+	if err := kvcluster.CheckKey(key); err != nil {
+		return LockReply{}, err
 	}
 	if err := t.check(); err != nil {
-		return nil, false, err
+		return LockReply{}, err
 	}
 	if t.readOnly {
-		return nil, false, kvcluster.ErrReadOnly
+		return LockReply{}, kvcluster.ErrReadOnly
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, false, err
+		return LockReply{}, err
 	}
 	n := t.kv.n
 	var reply LockReply
 	for {
 		d, err := n.shards.lookup(ctx, key)
 		if err != nil {
-			return nil, false, err
+			return LockReply{}, err
 		}
 		if t.lockShards == nil {
 			t.lockShards = make(map[uint64]bool)
 			t.lockTs = make(map[string]uint64)
 		}
 		t.lockShards[d.ID] = true
-		a := &LockArgs{Shard: d.ID, Key: key, Owner: t.startTs, Node: n.id}
+		a := &LockArgs{Shard: d.ID, Key: key, Owner: t.startTs, Node: n.id, Snapshot: snapshot}
 		if err := n.onLeader(ctx, d, "Lock", a, &reply, func() { reply = n.serveLock(ctx, a) }); err != nil {
-			return nil, false, err
+			return LockReply{}, err
 		}
 		if reply.Status != StatusWrongShard {
 			break
 		}
 		if err := n.shards.stale(ctx); err != nil {
-			return nil, false, err
+			return LockReply{}, err
 		}
 	}
 	switch reply.Status {
 	case StatusOK:
 	case StatusDeadlock:
-		return nil, false, fmt.Errorf("raft: lock %q: %w", key, kvcluster.ErrDeadlock)
+		return LockReply{}, fmt.Errorf("raft: lock %q: %w", key, kvcluster.ErrDeadlock)
 	case StatusConflict:
-		return nil, false, fmt.Errorf("raft: lock %q: %s: %w", key, reply.Err, kvcluster.ErrWriteConflict)
+		return LockReply{}, fmt.Errorf("raft: lock %q: %s: %w", key, reply.Err, kvcluster.ErrWriteConflict)
 	default:
-		return nil, false, replyErr(ctx, reply.Err, "lock %q", key)
+		return LockReply{}, replyErr(ctx, reply.Err, "lock %q", key)
+	}
+	if snapshot && !reply.SnapFound {
+		return reply, nil // not in the snapshot: not locked
 	}
 	t.lockTs[string(key)] = reply.LockTs
 	// Our own write wins over anything committed.
 	if t.writes != nil {
 		if w, ok := t.writes.Get(&mutation{Key: key}); ok {
-			if w.Delete {
-				return nil, false, nil
+			reply.Value, reply.Found = nil, false
+			if !w.Delete {
+				reply.Value, reply.Found = bytes.Clone(w.Value), true
 			}
-			return bytes.Clone(w.Value), true, nil
+			return reply, nil
 		}
 	}
 	// Later reads of key see the latest value: buffer it as our own write
@@ -164,10 +201,10 @@ func (t *txn) LockForUpdate(ctx context.Context, key []byte) ([]byte, bool, erro
 	// this transaction, as PostgreSQL's lock does).
 	if reply.Found {
 		if err := t.write(ctx, &mutation{Key: bytes.Clone(key), Value: bytes.Clone(reply.Value)}); err != nil {
-			return nil, false, err
+			return LockReply{}, err
 		}
 	}
-	return reply.Value, reply.Found, nil
+	return reply, nil
 }
 
 // unlockAll releases the transaction's locks on every shard that holds

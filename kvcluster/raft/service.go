@@ -87,16 +87,22 @@ type LockArgs struct {
 	Key   []byte
 	Owner uint64
 	Node  uint64 // the node the transaction runs on
+	// Snapshot: read the key at the owner's snapshot first, and lock it
+	// only if it is there (kvcluster.SnapshotLocker).
+	Snapshot bool
 }
 
-// LockReply answers LockArgs with the key's latest value as of LockTs.
+// LockReply answers LockArgs with the key's latest value as of LockTs
+// (and, for a Snapshot request, its snapshot value).
 type LockReply struct {
-	Status Status
-	Leader uint64
-	Err    string
-	Value  []byte
-	Found  bool
-	LockTs uint64
+	Status    Status
+	Leader    uint64
+	Err       string
+	Value     []byte
+	Found     bool
+	LockTs    uint64
+	SnapValue []byte
+	SnapFound bool
 }
 
 // UnlockArgs releases Owner's locks on a shard (it rolled back).
@@ -317,6 +323,14 @@ func (n *Node) serveLock(ctx context.Context, a *LockArgs) LockReply {
 	}
 	var reply LockReply
 	var err error
+	if a.Snapshot {
+		var rr ReadReply
+		if err = r.read(ctx, &ReadArgs{Shard: a.Shard, Ts: a.Owner, Key: a.Key}, &rr); err != nil || !rr.Found {
+			reply.Status, reply.Leader, reply.Err = statusOf(err)
+			return reply
+		}
+		reply.SnapValue, reply.SnapFound = rr.Value, true
+	}
 	reply.Value, reply.Found, reply.LockTs, err = r.lock(ctx, a.Key, a.Owner, a.Node)
 	reply.Status, reply.Leader, reply.Err = statusOf(err)
 	return reply

@@ -107,6 +107,36 @@ type Log struct {
 	durableLast uint64
 	tail        []raftpb.Entry
 	tailSeq     []uint64
+	// terms are the terms of the entries from termsStart on, staged or
+	// durable, up to termsWindow of the latest: raft asks for the term of
+	// a recent entry with every append it sends or takes.
+	terms      []uint64
+	termsStart uint64
+}
+
+// termsWindow bounds Log.terms.
+const termsWindow = 1024
+
+// recordTerms notes the terms of ents, which replace the log from their
+// first index on. l.mu held.
+func (l *Log) recordTerms(ents []raftpb.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	first := ents[0].Index
+	if first < l.termsStart || first > l.termsStart+uint64(len(l.terms)) {
+		l.terms, l.termsStart = l.terms[:0], first
+	} else {
+		l.terms = l.terms[:first-l.termsStart]
+	}
+	for _, e := range ents {
+		l.terms = append(l.terms, e.Term)
+	}
+	if n := len(l.terms); n > termsWindow {
+		drop := n - termsWindow/2
+		l.terms = append(l.terms[:0], l.terms[drop:]...)
+		l.termsStart += uint64(drop)
+	}
 }
 
 // Log opens group's log, loading its bounds.
@@ -264,7 +294,9 @@ func (s *Store) Write(ctx context.Context, updates []Update) error {
 		}
 		if b.snap != nil {
 			l.snap, l.snapData = *b.snap, b.snapData
+			l.terms = l.terms[:0] // the snapshot replaced the log
 		}
+		l.recordTerms(u.Entries)
 		l.last, l.durableLast = b.last, b.last
 		l.tail, l.tailSeq = nil, nil
 		l.mu.Unlock()
@@ -409,15 +441,22 @@ func (l *Log) Term(i uint64) (uint64, error) {
 		l.mu.RUnlock()
 		return t, nil
 	}
-	l.mu.RUnlock()
 	switch {
 	case i < snap.Index:
+		l.mu.RUnlock()
 		return 0, raft.ErrCompacted
 	case i == snap.Index:
+		l.mu.RUnlock()
 		return snap.Term, nil
 	case i > last:
+		l.mu.RUnlock()
 		return 0, raft.ErrUnavailable
+	case i >= l.termsStart && i-l.termsStart < uint64(len(l.terms)):
+		t := l.terms[i-l.termsStart]
+		l.mu.RUnlock()
+		return t, nil
 	}
+	l.mu.RUnlock()
 	var e raftpb.Entry
 	err := l.s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(entryKey(l.group, i))

@@ -71,6 +71,7 @@ func (s *Store) Stage(updates []Update) error {
 				l.tail, l.tailSeq = l.tail[:first-start], l.tailSeq[:first-start]
 			}
 			l.tail = append(l.tail, u.Entries...)
+			l.recordTerms(u.Entries)
 			for range u.Entries {
 				l.tailSeq = append(l.tailSeq, s.seq)
 			}
