@@ -190,6 +190,16 @@ func (sm *stateMachine) walk(start, end []byte, fn func(key []byte, n int64) boo
 // latestVersion returns the timestamp of key's newest version, a deletion
 // included, or 0.
 func latestVersion(rtxn *badger.Txn, key []byte) (uint64, error) {
+	// A live latest version is a plain Get away; a deleted key's needs an
+	// iterator that sees deletions (and a key never written, one that
+	// finds nothing).
+	item, err := rtxn.Get(key)
+	if err == nil {
+		return item.Version(), nil
+	}
+	if !errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, err
+	}
 	it := rtxn.NewKeyIterator(key, badger.IteratorOptions{AllVersions: true})
 	defer it.Close()
 	it.Rewind()
