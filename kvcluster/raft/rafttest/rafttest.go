@@ -31,6 +31,8 @@ type Options struct {
 	ShardMaxBytes int64
 	SplitKey      func(start, end, mid []byte) []byte
 	LogKeep       uint64
+	// ElectionTicks: see raft.Options (default there: 50 ticks of 10 ms).
+	ElectionTicks int
 }
 
 // Cluster is a running test cluster.
@@ -101,6 +103,7 @@ func (c *Cluster) StartNode(i int) error {
 		ShardMaxBytes:     c.opts.ShardMaxBytes,
 		SplitKey:          c.opts.SplitKey,
 		LogKeep:           c.opts.LogKeep,
+		ElectionTicks:     c.opts.ElectionTicks,
 		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test", c.t.Name(), "i", i),
 	})
 	if err != nil {
