@@ -13,6 +13,18 @@ import (
 	"github.com/shaledb/shaledb/replication/tso"
 )
 
+// etcdClient starts an etcd for the test and returns a client of it,
+// closed when the test ends.
+func etcdClient(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdtest.Start(t)}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
 // allocate waits for oracle o to be elected and takes one timestamp.
 func allocate(t *testing.T, o *tso.Oracle) uint64 {
 	t.Helper()
@@ -34,11 +46,7 @@ func allocate(t *testing.T, o *tso.Oracle) uint64 {
 // — even one whose clock is far behind — starts above everything its
 // predecessor handed out.
 func TestOracle(t *testing.T) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdtest.Start(t)}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := etcdClient(t)
 	ctx := context.Background()
 	a := tso.Start(cli, "c1", 1)
 	first := allocate(t, a)
@@ -104,11 +112,7 @@ func TestOracle(t *testing.T) {
 // schema timestamp starts the next (which is that timestamp), and a new
 // oracle starts an epoch no earlier one had.
 func TestSchemaEpochs(t *testing.T) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdtest.Start(t)}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := etcdClient(t)
 	ctx := context.Background()
 	a := tso.Start(cli, "c1", 1)
 	allocate(t, a)
