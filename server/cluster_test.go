@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shaledb/shaledb/server"
 	"github.com/shaledb/shaledb/server/servertest"
@@ -390,5 +392,42 @@ func TestClusterSchemaCache(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestClusterTenantLimitsReachEveryNode: a limit set through one node
+// holds on another node where the tenant already has sessions (their
+// limits were loaded when the first of them opened).
+func TestClusterTenantLimitsReachEveryNode(t *testing.T) {
+	nodes := servertest.StartCluster(t, 3, "pw")
+	ctx := context.Background()
+	connect := connector(t, nodes)
+	sys := connect(0, "admin", "pw", "system")
+	if _, err := sys.Exec(ctx, "SELECT shaledb.create_tenant('lim', 'lim-pw')"); err != nil {
+		t.Fatal(err)
+	}
+	first := connect(1, "admin", "lim-pw", "lim")
+	if _, err := first.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sys.Exec(ctx, "SELECT shaledb.set_tenant_limit('lim', 'max_connections', 1::bigint)"); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("postgres://admin:lim-pw@%s/lim?sslmode=disable", nodes[1].Addr())
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "53300" {
+				t.Fatalf("second session: %v, want 53300", err)
+			}
+			return
+		}
+		c.Close(ctx)
+		if time.Now().After(deadline) {
+			t.Fatal("node 1 still admits a second session of a tenant limited to one through node 0")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -139,6 +139,10 @@ type Node struct {
 	Migrations []string
 }
 
+// limitsRefresh is how often a cluster node reloads its live tenants'
+// limits, which another node may have changed.
+const limitsRefresh = time.Second
+
 // Start opens the store, prepares it and starts serving.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
@@ -186,7 +190,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.MetricsTopTenants = 100
 	}
 	n := &Node{cfg: cfg, store: store, cluster: member, served: make(chan error, 1), ln: ln}
-	n.tenants = tenancy.NewManager(store, tenancy.ManagerConfig{MaxRateWait: cfg.MaxRateWait, Logger: cfg.Logger})
+	tcfg := tenancy.ManagerConfig{MaxRateWait: cfg.MaxRateWait, Logger: cfg.Logger}
+	if member != nil {
+		tcfg.RefreshLimits = limitsRefresh // other nodes change limits too
+	}
+	n.tenants = tenancy.NewManager(store, tcfg)
 	fail := func(err error) (*Node, error) {
 		n.tenants.Close()
 		if n.tel != nil {

@@ -46,6 +46,8 @@ type Manager struct {
 	stop   chan struct{}
 	done   chan struct{}
 	closed bool
+	// refreshed is closed when the limits refresher (if any) has stopped.
+	refreshed chan struct{}
 }
 
 // ManagerConfig configures a Manager.
@@ -55,6 +57,10 @@ type ManagerConfig struct {
 	MaxRateWait time.Duration
 	// Logger receives background errors. Default: discarded.
 	Logger *slog.Logger
+	// RefreshLimits, when set, reloads the live tenants' limits from the
+	// store this often. On a cluster another node may change them; a
+	// change through this node applies at once either way (SetLimits).
+	RefreshLimits time.Duration
 }
 
 // foldThreshold is how many storage deltas a tenant accumulates before
@@ -78,9 +84,83 @@ func NewManager(kv kvcluster.KvCluster, cfg ManagerConfig) *Manager {
 		live:  map[keys.TenantID]*Live{}, dropping: map[keys.TenantID]bool{},
 		folds: make(chan keys.TenantID, 1024),
 		stop:  make(chan struct{}), done: make(chan struct{}),
+		refreshed: make(chan struct{}),
 	}
 	go m.foldLoop()
+	if cfg.RefreshLimits > 0 {
+		go m.refreshLoop(cfg.RefreshLimits)
+	} else {
+		close(m.refreshed)
+	}
 	return m
+}
+
+// refreshLoop reloads the live tenants' limits every period until Close.
+func (m *Manager) refreshLoop(period time.Duration) {
+	defer close(m.refreshed)
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	go func() {
+		select {
+		case <-m.stop:
+			cancelBase()
+		case <-base.Done():
+		}
+	}()
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(base, period+5*time.Second)
+		if err := m.refreshLimits(ctx); err != nil && ctx.Err() == nil {
+			m.logger.Warn("refresh tenant limits", "err", err)
+		}
+		cancel()
+	}
+}
+
+// refreshLimits reloads every live tenant's limits from the store. A
+// tenant whose limits this node changed meanwhile keeps the newer ones.
+func (m *Manager) refreshLimits(ctx context.Context) error {
+	var lives []*Live
+	m.EachLive(func(l *Live) { lives = append(lives, l) })
+	if len(lives) == 0 {
+		return nil
+	}
+	gens := make([]uint64, len(lives))
+	for i, l := range lives {
+		l.limitsMu.Lock()
+		gens[i] = l.limitsGen
+		l.limitsMu.Unlock()
+	}
+	return kvcluster.View(ctx, m.kv, func(txn kvcluster.Txn) error {
+		for i, l := range lives {
+			t, found, err := Get(ctx, txn, l.ID)
+			if err != nil {
+				return err
+			}
+			if found {
+				l.setLimits(t.Limits, gens[i])
+			}
+		}
+		return nil
+	})
+}
+
+// setLimits stores lim unless limits were stored since generation gen
+// (any generation if gen is ^0), and starts the next generation.
+func (l *Live) setLimits(lim Limits, gen uint64) {
+	l.limitsMu.Lock()
+	defer l.limitsMu.Unlock()
+	if gen != ^uint64(0) && gen != l.limitsGen {
+		return
+	}
+	l.limitsGen++
+	l.limits.Store(&lim)
 }
 
 // Close stops the background goroutine. Live tenants stay usable for
@@ -95,6 +175,7 @@ func (m *Manager) Close() {
 	m.mu.Unlock()
 	close(m.stop)
 	<-m.done
+	<-m.refreshed
 }
 
 // Live is a tenant with sessions on this node.
@@ -109,10 +190,14 @@ type Live struct {
 	refs    int           // under m.mu
 	gone    chan struct{} // closed when the last session released it
 
-	limits   atomic.Pointer[Limits]
-	storage  atomic.Int64 // bytes, committed and reserved
-	unfolded atomic.Int64 // storage deltas not yet folded
-	conns    atomic.Int64
+	limits atomic.Pointer[Limits]
+	// limitsGen counts stores of limits (under limitsMu): a refresh that
+	// read the store before a newer store does not overwrite it.
+	limitsMu  sync.Mutex
+	limitsGen uint64
+	storage   atomic.Int64 // bytes, committed and reserved
+	unfolded  atomic.Int64 // storage deltas not yet folded
+	conns     atomic.Int64
 
 	rate rateLimiter
 
@@ -250,7 +335,7 @@ func (m *Manager) Lookup(id keys.TenantID) (*Live, bool) {
 // statement, connection and write are held to them.
 func (m *Manager) SetLimits(id keys.TenantID, lim Limits) {
 	if l, ok := m.Lookup(id); ok {
-		l.limits.Store(&lim)
+		l.setLimits(lim, ^uint64(0))
 	}
 }
 
