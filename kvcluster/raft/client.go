@@ -277,6 +277,8 @@ func (t *txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 				return nil, false, err
 			}
 			continue
+		case StatusConflict: // the snapshot is too old to read
+			return nil, false, fmt.Errorf("raft: read shard %d: %s: %w", d.ID, reply.Err, kvcluster.ErrWriteConflict)
 		}
 		return nil, false, replyErr(ctx, reply.Err, "read shard %d", d.ID)
 	}
@@ -432,6 +434,8 @@ func (t *txn) scanStored(ctx context.Context, lo, hi []byte, limit int, reverse 
 				return nil, err
 			}
 			continue
+		case StatusConflict: // the snapshot is too old to read
+			return nil, fmt.Errorf("raft: scan shard %d: %s: %w", d.ID, reply.Err, kvcluster.ErrWriteConflict)
 		default:
 			return nil, replyErr(ctx, reply.Err, "scan shard %d", d.ID)
 		}

@@ -85,7 +85,11 @@ type Options struct {
 	// behind its latest checkpoint before compacting (0: never compact).
 	// Default 10000; a follower further behind gets a snapshot.
 	LogKeep uint64
-	Logger  *slog.Logger
+	// GCInterval is how often the node advances the timestamp below
+	// which Badger may discard hidden versions (gc.go). Default 10 s;
+	// negative: never.
+	GCInterval time.Duration
+	Logger     *slog.Logger
 }
 
 func (o *Options) defaults() error {
@@ -119,6 +123,9 @@ func (o *Options) defaults() error {
 	if o.LogKeep == 0 {
 		o.LogKeep = 10000
 	}
+	if o.GCInterval == 0 {
+		o.GCInterval = 10 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -141,6 +148,7 @@ type Node struct {
 	snaps     snapshots
 	tsoLeader atomic.Uint64 // the oracle's node, as last found; 0: unknown
 	tsBatch   tsBatcher     // requests to a remote oracle
+	discardTs atomic.Uint64 // versions below it may be gone (gc.go)
 
 	stopCtx  context.Context
 	stop     context.CancelFunc
@@ -218,6 +226,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.loopWg.Add(1)
 	go n.repairLoop()
+	if opts.GCInterval > 0 {
+		n.loopWg.Add(1)
+		go n.gcLoop(opts.GCInterval)
+	}
 	ok = true
 	return n, nil
 }

@@ -214,6 +214,9 @@ func (r *replica) leaderCheckLocked() error {
 // resolve makes this leader's state complete for reads as of ts of the
 // keys rk covers (see the type's comment).
 func (r *replica) resolve(ctx context.Context, ts uint64, rk readKeys) error {
+	if ts < r.n.discardTs.Load() {
+		return errSnapshotTooOld
+	}
 	r.mu.Lock()
 	if err := r.leaderCheckLocked(); err != nil {
 		r.mu.Unlock()

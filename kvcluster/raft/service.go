@@ -263,7 +263,7 @@ func statusOf(err error) (Status, uint64, string) {
 		return StatusWrongShard, 0, err.Error()
 	case errors.Is(err, kvcluster.ErrDeadlock):
 		return StatusDeadlock, 0, err.Error()
-	case errors.Is(err, errOwnerEnded):
+	case errors.Is(err, errOwnerEnded), errors.Is(err, errSnapshotTooOld):
 		return StatusConflict, 0, err.Error()
 	case errors.Is(err, errRetryTs):
 		return StatusRetryTs, 0, ""

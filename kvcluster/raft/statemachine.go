@@ -32,7 +32,9 @@ func openStateMachine(dir string, inMemory bool) (*stateMachine, error) {
 		WithSyncWrites(false).
 		WithDetectConflicts(false).
 		WithCompression(options.None).
-		WithNumVersionsToKeep(math.MaxInt32).
+		// Below the discard timestamp (gc.go) a key keeps only its newest
+		// version; above it, every version.
+		WithNumVersionsToKeep(1).
 		WithMemTableSize(16 << 20).
 		WithBlockCacheSize(16 << 20).
 		WithLogger(nil)

@@ -33,6 +33,8 @@ type Options struct {
 	LogKeep       uint64
 	// ElectionTicks: see raft.Options (default there: 50 ticks of 10 ms).
 	ElectionTicks int
+	// GCInterval: see raft.Options.
+	GCInterval time.Duration
 }
 
 // Cluster is a running test cluster.
@@ -104,6 +106,7 @@ func (c *Cluster) StartNode(i int) error {
 		SplitKey:          c.opts.SplitKey,
 		LogKeep:           c.opts.LogKeep,
 		ElectionTicks:     c.opts.ElectionTicks,
+		GCInterval:        c.opts.GCInterval,
 		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("test", c.t.Name(), "i", i),
 	})
 	if err != nil {
