@@ -1,26 +1,12 @@
 package tenancy
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 // TestRefreshLimits: a refresh reloads a live tenant's limits from the
 // store (another node may have set them), but one that read the store
 // before this node set newer limits does not overwrite them.
 func TestRefreshLimits(t *testing.T) {
-	kv := openStore(t)
-	m := NewManager(kv, ManagerConfig{})
-	defer m.Close()
-	tn, err := m.CreateTenant(ctx, "acme", "pw", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, release, err := m.Acquire(ctx, tn, func() {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
+	kv, m, _, l := liveTenant(t)
 	// Set in the store only, as another node would.
 	other := NewManager(kv, ManagerConfig{})
 	defer other.Close()

@@ -15,6 +15,25 @@ import (
 	"github.com/shaledb/shaledb/sql/pgerror"
 )
 
+// liveTenant creates tenant acme in a fresh store and makes it live for
+// one session, closed with the test.
+func liveTenant(t *testing.T) (*badgerkv.Store, *Manager, Tenant, *Live) {
+	t.Helper()
+	kv := openStore(t)
+	m := NewManager(kv, ManagerConfig{})
+	t.Cleanup(m.Close)
+	tn, err := m.CreateTenant(ctx, "acme", "pw", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, release, err := m.Acquire(ctx, tn, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return kv, m, tn, l
+}
+
 func openStore(t *testing.T) *badgerkv.Store {
 	t.Helper()
 	kv, err := badgerkv.Open(badgerkv.Options{InMemory: true, MemTableBytes: 16 << 20})
@@ -51,18 +70,7 @@ func storedBytes(t *testing.T, kv kvcluster.KvCluster, id keys.TenantID) int64 {
 // accounted bytes equal what it stores — in memory, and in the store after
 // folding.
 func TestStorageAccountingModel(t *testing.T) {
-	kv := openStore(t)
-	m := NewManager(kv, ManagerConfig{})
-	defer m.Close()
-	tn, err := m.CreateTenant(ctx, "acme", "pw", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, release, err := m.Acquire(ctx, tn, func() {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
+	kv, m, tn, l := liveTenant(t)
 	if got, want := l.StorageBytes(), storedBytes(t, kv, tn.ID); got != want {
 		t.Fatalf("new tenant: accounted %d, stored %d", got, want)
 	}
@@ -121,7 +129,7 @@ func TestStorageAccountingModel(t *testing.T) {
 	if err := m.fold(ctx, tn.ID); err != nil {
 		t.Fatal(err)
 	}
-	err = kvcluster.View(ctx, kv, func(txn kvcluster.Txn) error {
+	err := kvcluster.View(ctx, kv, func(txn kvcluster.Txn) error {
 		used, deltas, err := readUsage(ctx, txn, tn.ID)
 		if err == nil && (used != l.StorageBytes() || deltas != 0) {
 			err = fmt.Errorf("after folding: %d bytes in %d deltas, want %d in 0", used, deltas, l.StorageBytes())
