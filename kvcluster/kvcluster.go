@@ -192,12 +192,17 @@ type SnapshotLocker interface {
 	GetAndLock(ctx context.Context, key []byte) (snap []byte, found bool, latest []byte, latestFound bool, err error)
 }
 
-// GetAndLock is txn's SnapshotLocker.GetAndLock, or Get followed by
-// LockForUpdate.
+// GetAndLock is txn's SnapshotLocker.GetAndLock, or GetThenLock.
 func GetAndLock(ctx context.Context, txn LockingTxn, key []byte) (snap []byte, found bool, latest []byte, latestFound bool, err error) {
 	if sl, ok := txn.(SnapshotLocker); ok {
 		return sl.GetAndLock(ctx, key)
 	}
+	return GetThenLock(ctx, txn, key)
+}
+
+// GetThenLock does what SnapshotLocker.GetAndLock does in two steps: Get,
+// then, if the key is found, LockForUpdate.
+func GetThenLock(ctx context.Context, txn LockingTxn, key []byte) (snap []byte, found bool, latest []byte, latestFound bool, err error) {
 	if snap, found, err = txn.Get(ctx, key); err != nil || !found {
 		return nil, false, nil, false, err
 	}

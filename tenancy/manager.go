@@ -42,8 +42,11 @@ type Manager struct {
 	idMu            sync.Mutex
 	nextID, idLimit keys.TenantID
 
-	folds  chan keys.TenantID
-	stop   chan struct{}
+	folds chan keys.TenantID
+	// life ends when Close is called: the background goroutines stop,
+	// and their work in progress is cancelled.
+	life   context.Context
+	end    context.CancelFunc
 	done   chan struct{}
 	closed bool
 	// refreshed is closed when the limits refresher (if any) has stopped.
@@ -82,10 +85,11 @@ func NewManager(kv kvcluster.KvCluster, cfg ManagerConfig) *Manager {
 		kv: kv, logger: cfg.Logger, maxWait: cfg.MaxRateWait,
 		nonce: binary.BigEndian.Uint64(b[:]),
 		live:  map[keys.TenantID]*Live{}, dropping: map[keys.TenantID]bool{},
-		folds: make(chan keys.TenantID, 1024),
-		stop:  make(chan struct{}), done: make(chan struct{}),
+		folds:     make(chan keys.TenantID, 1024),
+		done:      make(chan struct{}),
 		refreshed: make(chan struct{}),
 	}
+	m.life, m.end = context.WithCancel(context.Background())
 	go m.foldLoop()
 	if cfg.RefreshLimits > 0 {
 		go m.refreshLoop(cfg.RefreshLimits)
@@ -98,24 +102,15 @@ func NewManager(kv kvcluster.KvCluster, cfg ManagerConfig) *Manager {
 // refreshLoop reloads the live tenants' limits every period until Close.
 func (m *Manager) refreshLoop(period time.Duration) {
 	defer close(m.refreshed)
-	base, cancelBase := context.WithCancel(context.Background())
-	defer cancelBase()
-	go func() {
-		select {
-		case <-m.stop:
-			cancelBase()
-		case <-base.Done():
-		}
-	}()
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		select {
-		case <-m.stop:
+		case <-m.life.Done():
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(base, period+5*time.Second)
+		ctx, cancel := context.WithTimeout(m.life, period+5*time.Second)
 		if err := m.refreshLimits(ctx); err != nil && ctx.Err() == nil {
 			m.logger.Warn("refresh tenant limits", "err", err)
 		}
@@ -173,7 +168,7 @@ func (m *Manager) Close() {
 	}
 	m.closed = true
 	m.mu.Unlock()
-	close(m.stop)
+	m.end()
 	<-m.done
 	<-m.refreshed
 }

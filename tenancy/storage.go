@@ -113,21 +113,15 @@ func (m *Manager) fold(ctx context.Context, id keys.TenantID) error {
 
 func (m *Manager) foldLoop() {
 	defer close(m.done)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-m.stop
-		cancel()
-	}()
 	for {
 		select {
-		case <-m.stop:
+		case <-m.life.Done():
 			return
 		case id := <-m.folds:
 			if l, ok := m.Lookup(id); ok {
 				l.unfolded.Store(0)
 			}
-			if err := m.fold(ctx, id); err != nil && ctx.Err() == nil {
+			if err := m.fold(m.life, id); err != nil && m.life.Err() == nil {
 				m.logger.Warn("fold storage accounting", "tenant", id, "err", err)
 			}
 		}
@@ -209,11 +203,7 @@ func (a *accounted) Scan(ctx context.Context, start, end []byte, opts kvcluster.
 func (al *accountedLocking) GetAndLock(ctx context.Context, key []byte) ([]byte, bool, []byte, bool, error) {
 	snap, found, latest, latestFound, err := kvcluster.GetAndLock(ctx, al.lt, key)
 	if err == nil {
-		if found {
-			al.remember(key, latest, latestFound)
-		} else {
-			al.remember(key, nil, false)
-		}
+		al.remember(key, latest, latestFound) // what a write of key replaces
 	}
 	return snap, found, latest, latestFound, err
 }

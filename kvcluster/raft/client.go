@@ -119,12 +119,7 @@ func (t *txn) GetAndLock(ctx context.Context, key []byte) ([]byte, bool, []byte,
 	if t.writes != nil {
 		if _, ok := t.writes.Get(&mutation{Key: key}); ok {
 			// Our own write decides what Get returns: two steps.
-			snap, found, err := t.Get(ctx, key)
-			if err != nil || !found {
-				return nil, false, nil, false, err
-			}
-			latest, latestFound, err := t.LockForUpdate(ctx, key)
-			return snap, true, latest, latestFound, err
+			return kvcluster.GetThenLock(ctx, t, key)
 		}
 	}
 	reply, err := t.lock(ctx, key, true)
@@ -773,37 +768,12 @@ func (kv *KV) WaitForOlderSnapshots(ctx context.Context) error {
 		return err
 	}
 	for {
-		nodes, err := n.reg.Nodes(ctx)
-		if err != nil {
-			return err
-		}
-		waiting := false
-		for _, nd := range nodes {
-			if !nd.Alive {
-				continue // its transactions died with it
-			}
-			var oldest uint64
-			if nd.ID == n.id {
-				oldest = n.snaps.oldest()
-			} else {
-				var reply OldestSnapshotReply
-				p, err := n.transport.peerFor(nd.ID)
-				if err == nil {
-					_, err = p.call(ctx, "OldestSnapshot", &OldestSnapshotArgs{}, &reply)
-				}
-				if err != nil {
-					waiting = true
-					break
-				}
-				oldest = reply.Oldest
-			}
-			if oldest < now {
-				waiting = true
-				break
-			}
-		}
-		if !waiting {
+		oldest, err := n.oldestSnapshot(ctx)
+		if err == nil && oldest >= now {
 			return nil
+		}
+		if err != nil && !errors.Is(err, errNoAnswer) {
+			return err
 		}
 		select {
 		case <-time.After(10 * time.Millisecond):
@@ -811,6 +781,41 @@ func (kv *KV) WaitForOlderSnapshots(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// errNoAnswer: a live node did not say what its oldest snapshot is.
+var errNoAnswer = errors.New("raft: a live node did not answer")
+
+// oldestSnapshot returns the oldest snapshot an open transaction of any
+// live node holds (a dead node's transactions died with it):
+// math.MaxUint64 with none open, 0 while a node is giving a transaction
+// its snapshot. A live node that does not answer fails it with
+// errNoAnswer.
+func (n *Node) oldestSnapshot(ctx context.Context) (uint64, error) {
+	nodes, err := n.reg.Nodes(ctx)
+	if err != nil {
+		return 0, err
+	}
+	oldest := uint64(math.MaxUint64)
+	for _, nd := range nodes {
+		if !nd.Alive {
+			continue
+		}
+		if nd.ID == n.id {
+			oldest = min(oldest, n.snaps.oldest())
+			continue
+		}
+		var reply OldestSnapshotReply
+		p, err := n.transport.peerFor(nd.ID)
+		if err == nil {
+			_, err = p.call(ctx, "OldestSnapshot", &OldestSnapshotArgs{}, &reply)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%w: node %d: %w", errNoAnswer, nd.ID, err)
+		}
+		oldest = min(oldest, reply.Oldest)
+	}
+	return oldest, nil
 }
 
 // snapshots counts a node's open transactions by snapshot timestamp.

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -53,34 +54,14 @@ func (n *Node) safeDiscardTs(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	nodes, err := n.reg.Nodes(ctx)
+	oldest, err := n.oldestSnapshot(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for _, nd := range nodes {
-		if !nd.Alive {
-			continue
-		}
-		var oldest uint64
-		if nd.ID == n.id {
-			oldest = n.snaps.oldest()
-		} else {
-			p, err := n.transport.peerFor(nd.ID)
-			if err != nil {
-				return 0, err
-			}
-			var reply OldestSnapshotReply
-			if _, err := p.call(ctx, "OldestSnapshot", &OldestSnapshotArgs{}, &reply); err != nil {
-				return 0, err
-			}
-			oldest = reply.Oldest
-		}
-		if oldest == 0 {
-			return 0, fmt.Errorf("node %d is giving a transaction its snapshot", nd.ID)
-		}
-		d = min(d, oldest)
+	if oldest == 0 {
+		return 0, errors.New("a node is giving a transaction its snapshot")
 	}
-	return d, nil
+	return min(d, oldest), nil
 }
 
 // raiseDiscardTs lets Badger discard versions below d that a newer one

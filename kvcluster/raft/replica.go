@@ -243,20 +243,20 @@ func (r *replica) resolve(ctx context.Context, ts uint64, rk readKeys) error {
 		r.mu.Unlock()
 		return &notLeaderError{leader: bs.Lead}
 	}
-	index := bs.Commit
-	if r.appliedTerm == bs.Term {
-		index = 0 // every earlier term's entry is applied
-	}
-	if index != 0 && r.termCommitted != bs.Term {
-		if term, err := r.log.Term(bs.Commit); err == nil && term == bs.Term {
-			r.termCommitted = bs.Term // true for the rest of the term
+	var index uint64 // 0 once an entry of this term is applied: every earlier one is
+	if r.appliedTerm != bs.Term {
+		index = bs.Commit
+		if r.termCommitted != bs.Term {
+			if term, err := r.log.Term(bs.Commit); err == nil && term == bs.Term {
+				r.termCommitted = bs.Term // true for the rest of the term
+			}
 		}
-	}
-	if index != 0 && r.termCommitted != bs.Term {
-		id = r.nextID.Add(1)
-		ch = make(chan uint64, 1)
-		r.reads[id] = ch
-		r.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
+		if r.termCommitted != bs.Term {
+			id = r.nextID.Add(1)
+			ch = make(chan uint64, 1)
+			r.reads[id] = ch
+			r.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, id))
+		}
 	}
 	r.mu.Unlock()
 	if ch != nil {
