@@ -34,11 +34,6 @@ var (
 	// commit can hold. Final for this transaction; split the work.
 	ErrTxnTooLarge = errors.New("kvcluster: transaction too large")
 
-	// ErrCrossShard: the transaction wrote to keys of more than one shard
-	// of a replicated store, which cannot yet commit them atomically.
-	// Nothing was applied. Final for this transaction.
-	ErrCrossShard = errors.New("kvcluster: transaction writes to more than one shard; cross-shard transactions are not supported yet")
-
 	// ErrCommitUnknown: a replicated store handed the commit to a shard's
 	// leader and then could not learn whether it was applied (the shard
 	// lost its quorum for longer than the store waits). It is the one

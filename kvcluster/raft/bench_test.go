@@ -116,3 +116,130 @@ func writePhase(b *testing.B, kv kvcluster.KvCluster, writers int, d time.Durati
 	ph.rate = float64(len(ph.lat)) / time.Since(start).Seconds()
 	return ph
 }
+
+// BenchmarkCrossShard measures two-key write transactions on a 3-node
+// cluster whose keys lie on two shards, through a node that leads
+// neither: both keys on one shard (the one-round fast path), then one on
+// each (two-phase commit), 1 writer and then 4, closed loop, 2 s a phase,
+// in the same run. It reports latency percentiles and the cross-shard to
+// single-shard ratios. SHALEDB_BENCH_OUT names a file to write the report
+// to; SHALEDB_BENCH_SINGLE_ONLY runs the single-shard phases alone (to
+// compare with a build without cross-shard commits).
+func BenchmarkCrossShard(b *testing.B) {
+	c := rafttest.Start(b, rafttest.Options{Nodes: 3, ShardMaxBytes: 1, SplitKey: func(start, end, _ []byte) []byte {
+		k := []byte("xs/b")
+		if string(start) < string(k) && (end == nil || string(k) < string(end)) {
+			return k
+		}
+		return nil
+	}})
+	ctx := context.Background()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_ = kvcluster.Update(ctx, c.KV(0), 5, func(txn kvcluster.Txn) error {
+			return txn.Put(ctx, []byte("xs/b/fill"), []byte("x"))
+		})
+		if len(c.Node(0).Shards()) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the shard did not split")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // leaders settle
+	// A gateway that leads neither shard, if there is one.
+	gw := 0
+	for i := range 3 {
+		leads := false
+		for _, s := range c.Node(i).Shards() {
+			leads = leads || s.Leader == c.Node(i).ID()
+		}
+		if !leads {
+			gw = i
+		}
+	}
+	pair := func(cross bool) func(w, i int) (string, string) {
+		return func(w, i int) (string, string) {
+			if cross {
+				return fmt.Sprintf("xs/a/%d/%d", w, i%1000), fmt.Sprintf("xs/b/%d/%d", w, i%1000)
+			}
+			return fmt.Sprintf("xs/a/%d/%d", w, i%1000), fmt.Sprintf("xs/a/%d/%d/2", w, i%1000)
+		}
+	}
+	singleOnly := os.Getenv("SHALEDB_BENCH_SINGLE_ONLY") != ""
+	b.ResetTimer()
+	for range b.N {
+		s1 := pairPhase(b, c.KV(gw), 1, 2*time.Second, pair(false))
+		s4 := pairPhase(b, c.KV(gw), 4, 2*time.Second, pair(false))
+		report := fmt.Sprintf("%s two-key write transactions, 3-node cluster (shared cores), through node %d\n"+
+			"single-shard, 1 writer:  %s\nsingle-shard, 4 writers: %s\n",
+			time.Now().UTC().Format(time.RFC3339), gw, s1, s4)
+		if !singleOnly {
+			x1 := pairPhase(b, c.KV(gw), 1, 2*time.Second, pair(true))
+			x4 := pairPhase(b, c.KV(gw), 4, 2*time.Second, pair(true))
+			report += fmt.Sprintf("cross-shard, 1 writer:   %s\ncross-shard, 4 writers:  %s\n"+
+				"ratios (cross/single): 1 writer p50 %.2fx p99 %.2fx; 4 writers p50 %.2fx p99 %.2fx, throughput %.2fx\n",
+				x1, x4, float64(x1.p(50))/float64(s1.p(50)), float64(x1.p(99))/float64(s1.p(99)),
+				float64(x4.p(50))/float64(s4.p(50)), float64(x4.p(99))/float64(s4.p(99)), x4.rate/s4.rate)
+			b.ReportMetric(float64(x1.p(99).Microseconds()), "cross-p99-µs")
+		}
+		b.ReportMetric(float64(s1.p(99).Microseconds()), "single-p99-µs")
+		b.Log("\n" + report)
+		if out := os.Getenv("SHALEDB_BENCH_OUT"); out != "" {
+			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, err = f.WriteString(report)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// pairPhase runs two-key write transactions, keys from pair, for d.
+func pairPhase(b *testing.B, kv kvcluster.KvCluster, writers int, d time.Duration, pair func(w, i int) (string, string)) phase {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var ph phase
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			errs := 0
+			for i := 0; time.Since(start) < d; i++ {
+				k1, k2 := pair(w, i)
+				t0 := time.Now()
+				err := kvcluster.Update(ctx, kv, 1, func(txn kvcluster.Txn) error {
+					if err := txn.Put(ctx, []byte(k1), []byte("value-of-some-bytes")); err != nil {
+						return err
+					}
+					return txn.Put(ctx, []byte(k2), []byte("value-of-some-bytes"))
+				})
+				if err != nil {
+					errs++
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			ph.lat = append(ph.lat, lat...)
+			ph.errs += errs
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(ph.lat)
+	ph.rate = float64(len(ph.lat)) / time.Since(start).Seconds()
+	return ph
+}

@@ -89,6 +89,9 @@ type txn struct {
 	// value; lockShards are the shards whose leaders hold its locks.
 	lockTs     map[string]uint64
 	lockShards map[uint64]bool
+	// stopAfter, in tests, ends a cross-shard commit after that phase
+	// (1: prewritten, 2: decided), as a coordinator that dies there.
+	stopAfter int
 }
 
 var (
@@ -539,7 +542,7 @@ func (t *txn) Commit(ctx context.Context) error {
 		}
 		for _, w := range writes[1:] {
 			if !d.contains(w.Key) {
-				return fmt.Errorf("%w: keys %q and %q", kvcluster.ErrCrossShard, writes[0].Key, w.Key)
+				return t.commitCrossShard(ctx, writes)
 			}
 		}
 		commitTs, _, err := n.timestampEpoch(ctx, t.schema)
@@ -848,6 +851,13 @@ func (s *snapshots) end(ts uint64) {
 	if s.open[ts]--; s.open[ts] <= 0 {
 		delete(s.open, ts)
 	}
+}
+
+// isOpen reports whether the transaction of snapshot ts is open.
+func (s *snapshots) isOpen(ts uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open[ts] > 0
 }
 
 func (s *snapshots) oldest() uint64 {

@@ -10,6 +10,9 @@ import (
 const (
 	entryCommit byte = 1 // a transaction's writes: commitEntry
 	entryDrop   byte = 2 // the removal of a key prefix: dropEntry
+	// entrySplit = 3 (split.go)
+	entryPrewrite byte = 4 // a cross-shard transaction's intents: prewriteEntry (intents.go)
+	entryResolve  byte = 5 // their commit or rollback: resolveEntry
 )
 
 // dropEntry removes every key under Prefix from the shard, as of Ts.

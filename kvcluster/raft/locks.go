@@ -175,12 +175,24 @@ func (r *replica) lock(ctx context.Context, key []byte, owner, node uint64) (val
 	if err = r.resolve(ctx, owner, pointRead(key)); err != nil {
 		return nil, false, 0, err
 	}
-	r.mu.Lock()
-	lockTs = max(owner, r.maxTs)
-	r.mu.Unlock()
-	if err = r.resolve(ctx, lockTs, pointRead(key)); err == nil {
-		value, found, err = r.n.sm.get(lockTs, key)
+	for range 4 {
+		r.mu.Lock()
+		lockTs = max(owner, r.maxTs)
+		r.mu.Unlock()
+		if err = r.resolve(ctx, lockTs, pointRead(key)); err != nil {
+			return nil, false, 0, err
+		}
+		// A cross-shard transaction's intent resolved as committed may
+		// have raised maxTs: read at the new one.
+		resolved, err := r.resolveIntents(ctx, lockTs, owner, pointRead(key))
+		if err != nil {
+			return nil, false, 0, err
+		}
+		if !resolved {
+			break
+		}
 	}
+	value, found, err = r.n.sm.get(lockTs, key)
 	return value, found, lockTs, err
 }
 

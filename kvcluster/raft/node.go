@@ -10,11 +10,11 @@
 // that reaches every shard from here.
 //
 // Transactions take snapshot and commit timestamps from the timestamp
-// oracle (replication/tso). A commit goes to the leader of the one shard
-// it writes, which proposes it to the shard's log; applying the entry
-// checks first-committer-wins deterministically on every replica. A
-// transaction that writes to more than one shard is refused with
-// kvcluster.ErrCrossShard. RFC 0013 describes the design.
+// oracle (replication/tso). A commit that writes one shard goes to its
+// leader, which proposes it to the shard's log; applying the entry checks
+// first-committer-wins deterministically on every replica. A commit that
+// writes several shards commits in two phases over their logs,
+// Percolator-style (intents.go). RFCs 0013 and 0014 describe the design.
 package raft
 
 import (
@@ -149,6 +149,9 @@ type Node struct {
 	tsoLeader atomic.Uint64 // the oracle's node, as last found; 0: unknown
 	tsBatch   tsBatcher     // requests to a remote oracle
 	discardTs atomic.Uint64 // versions below it may be gone (gc.go)
+	// alive is the registry's liveness of the nodes, as the repair loop
+	// last read it (nil before).
+	alive atomic.Pointer[map[uint64]bool]
 
 	stopCtx  context.Context
 	stop     context.CancelFunc

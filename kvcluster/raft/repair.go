@@ -59,6 +59,7 @@ func (n *Node) repairLoop() {
 				since, dead := deadSince[nd.ID]
 				alive[nd.ID] = !dead || time.Since(since) < n.opts.LeaseTTL
 			}
+			n.alive.Store(&alive)
 			for _, r := range n.replicaList() {
 				r.releaseDead(alive)
 				if err := r.repair(ctx, nodes, deadSince); err != nil && n.stopCtx.Err() == nil {
@@ -69,6 +70,9 @@ func (n *Node) repairLoop() {
 				}
 				if err := r.maybeSplit(ctx); err != nil && n.stopCtx.Err() == nil {
 					n.log.Warn("shard split", "shard", r.id, "err", err)
+				}
+				if err := r.sweep(ctx); err != nil && n.stopCtx.Err() == nil {
+					n.log.Warn("intent sweep", "shard", r.id, "err", err)
 				}
 			}
 		}

@@ -97,7 +97,12 @@ type replica struct {
 
 // proposal is a commit this leader proposed and has not seen applied.
 type proposal struct {
+	// commitTs is the timestamp it writes at: reads at or above it wait
+	// for it (MaxUint64: it makes nothing visible).
 	commitTs uint64
+	// match tells the applied entry of this handle from an earlier
+	// leader's entry of the same handle.
+	match uint64
 	// keys are the keys it writes, in order; nil: it may change any
 	// (a drop or a split).
 	keys     [][]byte
@@ -134,8 +139,9 @@ func (p *proposal) touches(rk readKeys) bool {
 }
 
 type proposalResult struct {
-	outcome outcome
-	err     error
+	outcome  outcome
+	commitTs uint64 // a resolve entry's: the transaction's commit timestamp (0: rolled back)
+	err      error
 }
 
 func (p *proposal) finish(res proposalResult) {
@@ -354,6 +360,9 @@ func (r *replica) read(ctx context.Context, a *ReadArgs, reply *ReadReply) error
 	if err := r.checkRead(a); err != nil {
 		return err
 	}
+	if _, err := r.resolveIntents(ctx, a.Ts, 0, rk); err != nil {
+		return err
+	}
 	var err error
 	if a.Scan {
 		reply.KVs, err = r.n.sm.scan(a.Ts, a.Start, a.End, a.Limit, a.Reverse)
@@ -383,6 +392,19 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 		r.mu.Unlock()
 		return 0, errRetryTs
 	}
+	if r.n.sm.intents.Load() > 0 {
+		// Decided intents of cross-shard transactions on its keys
+		// would make it conflict: resolve them first.
+		r.mu.Unlock()
+		if err := r.clearIntents(ctx, a.CommitTs, a.Writes); err != nil {
+			return 0, err
+		}
+		r.mu.Lock()
+		if err := r.leaderCheckLocked(); err != nil {
+			r.mu.Unlock()
+			return 0, err
+		}
+	}
 	for _, w := range a.Writes {
 		if !r.inSpanLocked(w.Key) {
 			r.mu.Unlock()
@@ -401,7 +423,8 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 	if !slices.IsSortedFunc(keys, bytes.Compare) {
 		slices.SortFunc(keys, bytes.Compare)
 	}
-	out, err := r.proposeLocked(e.ID, e.CommitTs, keys, data)
+	res, err := r.proposeLocked(e.ID, e.CommitTs, e.CommitTs, keys, data)
+	out := res.outcome
 	if err == nil && out == wrongShard {
 		return 0, fmt.Errorf("%w: the shard was split", errWrongShard)
 	}
@@ -413,22 +436,23 @@ func (r *replica) commit(ctx context.Context, a *CommitArgs) (outcome, error) {
 }
 
 // proposeLocked proposes an entry writing keys (sorted; nil: any) at ts
-// (r.mu held; it is released) and waits for it to be applied.
-func (r *replica) proposeLocked(id, ts uint64, keys [][]byte, data []byte) (outcome, error) {
+// (r.mu held; it is released) and waits for it to be applied. match is
+// what applying it reports besides its handle (applied).
+func (r *replica) proposeLocked(id, match, ts uint64, keys [][]byte, data []byte) (proposalResult, error) {
 	if err := r.rn.Propose(data); err != nil {
 		leader := r.leader
 		r.mu.Unlock()
-		return 0, &notLeaderError{leader: leader}
+		return proposalResult{}, &notLeaderError{leader: leader}
 	}
-	p := &proposal{commitTs: ts, keys: keys, done: make(chan proposalResult, 1), finished: make(chan struct{})}
+	p := &proposal{commitTs: ts, match: match, keys: keys, done: make(chan proposalResult, 1), finished: make(chan struct{})}
 	r.props[id] = p
 	r.mu.Unlock()
 	r.n.wake()
 	select {
 	case res := <-p.done:
-		return res.outcome, res.err
+		return res, res.err
 	case <-r.n.stopCtx.Done():
-		return 0, fmt.Errorf("%w: node stopping", errAmbiguous)
+		return proposalResult{}, fmt.Errorf("%w: node stopping", errAmbiguous)
 	}
 }
 
@@ -444,7 +468,7 @@ func (r *replica) dropPrefix(ctx context.Context, prefix []byte, ts uint64) erro
 		return err
 	}
 	e := dropEntry{ID: r.nextID.Add(1), Ts: ts, Prefix: prefix}
-	_, err := r.proposeLocked(e.ID, e.Ts, nil, e.encode())
+	_, err := r.proposeLocked(e.ID, e.Ts, e.Ts, nil, e.encode())
 	return err
 }
 
@@ -510,15 +534,20 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 			if len(ent.Data) == 0 {
 				continue // a new leader's empty entry
 			}
-			id, ts, out, err := r.applyNormal(ent.Data)
+			res, err := r.applyNormal(ent.Data)
 			if err != nil {
 				return fmt.Errorf("raft: shard %d entry %d: %w", r.id, ent.Index, err)
 			}
 			r.mu.Lock()
-			r.maxTs = max(r.maxTs, ts)
-			if p := r.props[id]; p != nil && p.commitTs == ts {
-				delete(r.props, id)
-				p.finish(proposalResult{outcome: out})
+			r.maxTs = max(r.maxTs, res.ts)
+			if p := r.props[res.id]; p != nil && p.match == res.match {
+				delete(r.props, res.id)
+				p.finish(proposalResult{outcome: res.out, commitTs: res.commitTs})
+			}
+			if res.unlock != 0 && res.out != wrongShard && r.isLeader {
+				// A cross-shard transaction's intents here are resolved:
+				// its row locks go (a commit's go in commit).
+				r.locks.release(res.unlock)
 			}
 			r.mu.Unlock()
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
@@ -558,41 +587,96 @@ func decodeConfChange(ent raftpb.Entry) (raftpb.ConfChangeI, error) {
 	return cc, nil
 }
 
-// applyNormal applies a commit, drop or split entry and returns its
-// proposal handle, its timestamp and its outcome.
-func (r *replica) applyNormal(data []byte) (id, ts uint64, out outcome, err error) {
+// appliedEntry is what applying an entry reports: its proposal handle and
+// match (see proposal), the commit timestamp to count in maxTs, and its
+// outcome.
+type appliedEntry struct {
+	id, match, ts uint64
+	out           outcome
+	commitTs      uint64 // a resolve entry's transaction's commit timestamp
+	unlock        uint64 // a transaction whose row locks here go
+}
+
+// applyNormal applies a commit, drop, split, prewrite or resolve entry.
+func (r *replica) applyNormal(data []byte) (appliedEntry, error) {
 	switch data[0] {
 	case entryCommit:
 		e, err := decodeCommit(data)
 		if err != nil {
-			return 0, 0, 0, err
+			return appliedEntry{}, err
 		}
+		res := appliedEntry{id: e.ID, match: e.CommitTs, ts: e.CommitTs}
 		var n int64
 		for _, w := range e.Writes {
 			if !r.span.contains(w.Key) {
 				// Ordered after a split that moved the key: refused
 				// alike on every replica.
-				return e.ID, e.CommitTs, wrongShard, nil
+				res.out = wrongShard
+				return res, nil
 			}
 			n += int64(len(w.Key) + len(w.Value))
 		}
-		out, err := r.n.sm.apply(e)
-		if out == applied {
+		res.out, err = r.n.sm.apply(e)
+		if res.out == applied {
 			r.written.Add(n)
 		}
-		return e.ID, e.CommitTs, out, err
+		return res, err
 	case entryDrop:
 		e, err := decodeDrop(data)
 		if err != nil {
-			return 0, 0, 0, err
+			return appliedEntry{}, err
 		}
-		return e.ID, e.Ts, applied, r.n.sm.drop(e.Prefix, r.span.Start, r.span.End, e.Ts)
+		return appliedEntry{id: e.ID, match: e.Ts, ts: e.Ts}, r.n.sm.drop(e.Prefix, r.span.Start, r.span.End, e.Ts)
 	case entrySplit:
 		e, err := decodeSplit(data)
 		if err != nil {
-			return 0, 0, 0, err
+			return appliedEntry{}, err
 		}
-		return e.ID, 0, applied, r.applySplit(e)
+		return appliedEntry{id: e.ID}, r.applySplit(e)
+	case entryPrewrite:
+		var e prewriteEntry
+		if err := decodeJSONEntry(entryPrewrite, data, &e); err != nil {
+			return appliedEntry{}, err
+		}
+		res := appliedEntry{id: e.ID, match: e.StartTs}
+		var n int64
+		for _, w := range e.Writes {
+			if !r.span.contains(w.Key) {
+				res.out = wrongShard
+				return res, nil
+			}
+			n += int64(len(w.Key) + len(w.Value))
+		}
+		var err error
+		res.out, err = r.n.sm.applyPrewrite(&e)
+		if res.out == applied {
+			r.written.Add(n)
+		}
+		return res, err
+	case entryResolve:
+		var e resolveEntry
+		if err := decodeJSONEntry(entryResolve, data, &e); err != nil {
+			return appliedEntry{}, err
+		}
+		res := appliedEntry{id: e.ID, match: e.StartTs, ts: e.CommitTs}
+		if e.Forget || e.Decide {
+			if !r.span.contains(e.Primary) {
+				res.out = wrongShard
+				return res, nil
+			}
+		}
+		for _, k := range e.Keys {
+			if !r.span.contains(k) {
+				res.out = wrongShard
+				return res, nil
+			}
+		}
+		if !e.Forget {
+			res.unlock = e.StartTs
+		}
+		var err error
+		res.out, res.commitTs, err = r.n.sm.applyResolve(&e)
+		return res, err
 	}
-	return 0, 0, 0, fmt.Errorf("%w: kind %d", errBadEntry, data[0])
+	return appliedEntry{}, fmt.Errorf("%w: kind %d", errBadEntry, data[0])
 }

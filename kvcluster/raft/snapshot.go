@@ -182,17 +182,20 @@ func (r *replica) copyFrom(ctx context.Context, src uint64, sp span, index uint6
 		if reply.Next == nil {
 			return nil
 		}
-		a.Start = reply.Next
+		a.Cursor = reply.Next
 	}
 }
 
 // SnapshotDataArgs asks a replica that has applied Index for the versions
-// of the keys in [Start, End), a page at a time.
+// of the keys in [Start, End), their intents and the records of
+// transactions whose primary key is there (intents.go), a page at a time
+// from Cursor (a state machine key; nil: the beginning).
 type SnapshotDataArgs struct {
-	Shard uint64
-	Index uint64
-	Start []byte
-	End   []byte
+	Shard  uint64
+	Index  uint64
+	Start  []byte
+	End    []byte
+	Cursor []byte
 }
 
 // SnapshotDataReply is one page; Next is where the next one starts (nil:
@@ -204,7 +207,8 @@ type SnapshotDataReply struct {
 	Next     []byte
 }
 
-// version is one version of a key.
+// version is one version of a state machine key (a key space's byte,
+// then the key).
 type version struct {
 	Key     []byte
 	Ts      uint64
@@ -228,51 +232,79 @@ func (n *Node) serveSnapshotData(a *SnapshotDataArgs) SnapshotDataReply {
 	if applied < a.Index {
 		return SnapshotDataReply{Status: StatusError, Err: fmt.Sprintf("applied %d, below the snapshot's %d", applied, a.Index)}
 	}
-	vs, next, err := n.sm.versions(a.Start, a.End, snapshotPageBytes)
+	vs, next, err := n.sm.versions(a.Start, a.End, a.Cursor, snapshotPageBytes)
 	if err != nil {
 		return SnapshotDataReply{Status: StatusError, Err: err.Error()}
 	}
 	return SnapshotDataReply{Versions: vs, Next: next}
 }
 
-// versions returns every version of the keys from start on, below end,
-// until about maxBytes, whole keys at a time, and the key to go on from
-// (nil when none is left).
-func (sm *stateMachine) versions(start, end []byte, maxBytes int) ([]version, []byte, error) {
+// versions returns every version of the state machine keys of the span
+// [start, end) from cursor on (nil: the beginning) — its data, then its
+// intents, then the records of transactions whose primary key lies in it
+// — until about maxBytes, whole keys at a time, and the state machine key
+// to go on from (nil when none is left).
+func (sm *stateMachine) versions(start, end, cursor []byte, maxBytes int) ([]version, []byte, error) {
 	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
 	defer rtxn.Discard()
 	it := rtxn.NewIterator(badger.IteratorOptions{AllVersions: true})
 	defer it.Close()
+	dlo, dhi := dataRange(start, end)
+	ilo, ihi := spaceRange(spaceIntents, start, end)
+	ranges := [][2][]byte{{dlo, dhi}, {ilo, ihi}, {{spaceRecords}, {spaceRecords + 1}}}
 	var out []version
 	size := 0
 	var prev []byte
-	for it.Seek(start); it.Valid(); it.Next() {
-		item := it.Item()
-		k := item.Key()
-		if end != nil && bytes.Compare(k, end) >= 0 {
-			break
-		}
-		if size >= maxBytes && !bytes.Equal(k, prev) {
-			return out, bytes.Clone(k), nil
-		}
-		v := version{Key: item.KeyCopy(nil), Ts: item.Version(), Deleted: item.IsDeletedOrExpired()}
-		if !v.Deleted {
-			var err error
-			if v.Value, err = item.ValueCopy(nil); err != nil {
-				return nil, nil, storeErr("snapshot read", err)
+	for _, rg := range ranges {
+		from := rg[0]
+		if cursor != nil {
+			if bytes.Compare(cursor, rg[1]) >= 0 {
+				continue
+			}
+			if bytes.Compare(cursor, from) > 0 {
+				from = cursor
 			}
 		}
-		size += len(v.Key) + len(v.Value) + 16
-		prev = v.Key
-		out = append(out, v)
+		for it.Seek(from); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			if bytes.Compare(k, rg[1]) >= 0 {
+				break
+			}
+			if k[0] == spaceRecords && !(span{Start: start, End: end}).contains(recordPrimary(k)) {
+				continue
+			}
+			if size >= maxBytes && !bytes.Equal(k, prev) {
+				return out, bytes.Clone(k), nil
+			}
+			v := version{Key: item.KeyCopy(nil), Ts: item.Version(), Deleted: item.IsDeletedOrExpired()}
+			if !v.Deleted {
+				var err error
+				if v.Value, err = item.ValueCopy(nil); err != nil {
+					return nil, nil, storeErr("snapshot read", err)
+				}
+			}
+			size += len(v.Key) + len(v.Value) + 16
+			prev = v.Key
+			out = append(out, v)
+		}
 	}
 	return out, nil, nil
 }
 
-// install writes versions copied from another replica.
+// install writes versions copied from another replica. Intents it
+// brings in count as live (a key's newest version comes first): a count
+// too high only costs readers a look.
 func (sm *stateMachine) install(vs []version) error {
 	wb := sm.db.NewManagedWriteBatch()
-	for _, v := range vs {
+	var live int64
+	for i, v := range vs {
+		if len(v.Key) > 0 && v.Key[0] != spaceData {
+			sm.raiseMetaTs(v.Ts)
+			if v.Key[0] == spaceIntents && !v.Deleted && (i == 0 || !bytes.Equal(vs[i-1].Key, v.Key)) {
+				live++
+			}
+		}
 		var err error
 		if v.Deleted {
 			err = wb.DeleteAt(v.Key, v.Ts)
@@ -287,6 +319,7 @@ func (sm *stateMachine) install(vs []version) error {
 	if err := wb.Flush(); err != nil {
 		return storeErr("snapshot install", err)
 	}
+	sm.intents.Add(live)
 	return nil
 }
 

@@ -169,15 +169,33 @@ func TestSplitUnderLoad(t *testing.T) {
 		}
 	}
 
-	// A transaction across two shards is still refused whole.
+	// A transaction across two shards commits whole, and every node
+	// reads both of its writes.
 	err := kvcluster.Update(ctx, c.KV(0), 1, func(txn kvcluster.Txn) error {
-		if err := txn.Put(ctx, []byte("g0000/x"), nil); err != nil {
+		if err := txn.Put(ctx, []byte("g0000/x"), []byte("both")); err != nil {
 			return err
 		}
-		return txn.Put(ctx, []byte("g0039/x"), nil)
+		return txn.Put(ctx, []byte("g0039/x"), []byte("both"))
 	})
-	if err == nil {
-		t.Fatal("a commit across shards succeeded")
+	if err != nil {
+		t.Fatalf("a commit across shards: %v", err)
+	}
+	for i := range 3 {
+		err := kvcluster.View(ctx, c.KV(i), func(txn kvcluster.Txn) error {
+			for _, k := range []string{"g0000/x", "g0039/x"} {
+				v, ok, err := txn.Get(ctx, []byte(k))
+				if err != nil {
+					return err
+				}
+				if !ok || string(v) != "both" {
+					return fmt.Errorf("%s is %q (found %v)", k, v, ok)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("through node %d: %v", i, err)
+		}
 	}
 }
 

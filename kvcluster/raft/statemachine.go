@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -22,8 +23,49 @@ import (
 // node applies its committed log again; apply recognises a commit it has
 // already applied (its versions are there at its commit timestamp) and
 // skips it.
+//
+// Three key spaces share the Badger, told apart by a first byte: the
+// data (a user key's MVCC versions), the intents of cross-shard
+// transactions, and their records (intents.go). They share it so that
+// what one entry writes to each lands in one store, in order: a crash
+// keeps a prefix of it.
 type stateMachine struct {
 	db *badger.DB
+	// metaTs is the Badger version of the latest intent or record write:
+	// those key spaces are not versioned by transaction timestamps, and
+	// a later write must be the newer.
+	metaTs atomic.Uint64
+	// intents counts the live intents, so reads skip looking when there
+	// are none (apply loop writes, readers load).
+	intents atomic.Int64
+}
+
+// Key space prefixes.
+const (
+	spaceData    byte = 1
+	spaceIntents byte = 2
+	spaceRecords byte = 3
+)
+
+// dataKey is key's Badger key in the data space.
+func dataKey(key []byte) []byte { return spaceKey(spaceData, key) }
+
+func spaceKey(space byte, key []byte) []byte {
+	b := make([]byte, 1+len(key))
+	b[0] = space
+	copy(b[1:], key)
+	return b
+}
+
+// dataRange is [start, end) of user keys as Badger keys (a nil end: the
+// end of the data space).
+func dataRange(start, end []byte) ([]byte, []byte) { return spaceRange(spaceData, start, end) }
+
+func spaceRange(space byte, start, end []byte) ([]byte, []byte) {
+	if end == nil {
+		return spaceKey(space, start), []byte{space + 1}
+	}
+	return spaceKey(space, start), spaceKey(space, end)
 }
 
 func openStateMachine(dir string, inMemory bool) (*stateMachine, error) {
@@ -45,7 +87,12 @@ func openStateMachine(dir string, inMemory bool) (*stateMachine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: open state machine %q: %w", dir, err)
 	}
-	return &stateMachine{db: db}, nil
+	sm := &stateMachine{db: db}
+	if err := sm.loadMeta(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return sm, nil
 }
 
 func (sm *stateMachine) close() error { return sm.db.Close() }
@@ -61,7 +108,9 @@ const (
 
 // apply applies a commit entry: it conflicts if any key it writes has a
 // version newer than its snapshot (or, for a key it locked, than the lock
-// read), and otherwise writes every key at its commit timestamp.
+// read), or an intent of a cross-shard transaction that began before its
+// commit timestamp (intents.go), and otherwise writes every key at its
+// commit timestamp.
 //
 // A big entry is written in several Badger transactions, and the state
 // machine is not synced, so a crash can leave an entry partly applied;
@@ -78,7 +127,7 @@ func (sm *stateMachine) apply(e *commitEntry) (outcome, error) {
 	resume := false
 	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
 	for i, w := range e.Writes {
-		ts, err := latestVersion(rtxn, w.Key)
+		ts, err := latestVersion(rtxn, dataKey(w.Key))
 		if err != nil {
 			rtxn.Discard()
 			return 0, err
@@ -86,14 +135,31 @@ func (sm *stateMachine) apply(e *commitEntry) (outcome, error) {
 		latest[i] = ts
 		resume = resume || ts == e.CommitTs
 	}
-	rtxn.Discard()
 	if !resume {
 		for i, ts := range latest {
 			if ts > max(e.StartTs, e.Writes[i].LockTs) {
+				rtxn.Discard()
 				return conflict, nil
 			}
 		}
+		// An intent of a transaction that began after this commit's
+		// timestamp is no conflict: the commit lands below it (and a
+		// log applied again over a newer state meets such intents).
+		if sm.intents.Load() > 0 {
+			for _, w := range e.Writes {
+				in, err := getIntent(rtxn, w.Key)
+				if err != nil {
+					rtxn.Discard()
+					return 0, err
+				}
+				if in != nil && in.StartTs < e.CommitTs {
+					rtxn.Discard()
+					return conflict, nil
+				}
+			}
+		}
 	}
+	rtxn.Discard()
 	wtxn := sm.db.NewTransactionAt(math.MaxUint64, true)
 	defer func() { wtxn.Discard() }()
 	for i, w := range e.Writes {
@@ -119,9 +185,9 @@ func (sm *stateMachine) apply(e *commitEntry) (outcome, error) {
 
 func setOrDelete(wtxn *badger.Txn, w mutation) error {
 	if w.Delete {
-		return wtxn.Delete(w.Key)
+		return wtxn.Delete(dataKey(w.Key))
 	}
-	return wtxn.Set(w.Key, w.Value)
+	return wtxn.Set(dataKey(w.Key), w.Value)
 }
 
 // drop removes the keys under prefix that lie in [start, end) (a nil end
@@ -130,8 +196,11 @@ func setOrDelete(wtxn *badger.Txn, w mutation) error {
 // deletion at ts.
 func (sm *stateMachine) drop(prefix, start, end []byte, ts uint64) error {
 	pend := kvcluster.PrefixEnd(prefix)
+	if err := sm.dropMeta(prefix, start, end); err != nil {
+		return err
+	}
 	if bytes.Compare(prefix, start) >= 0 && (end == nil || (pend != nil && bytes.Compare(pend, end) <= 0)) {
-		if err := sm.db.DropPrefix(prefix); err != nil {
+		if err := sm.db.DropPrefix(dataKey(prefix)); err != nil {
 			return storeErr("drop prefix", err)
 		}
 		return nil
@@ -146,8 +215,9 @@ func (sm *stateMachine) drop(prefix, start, end []byte, ts uint64) error {
 	var keys [][]byte
 	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
 	it := rtxn.NewIterator(badger.IteratorOptions{})
-	for it.Seek(lo); it.Valid() && (hi == nil || bytes.Compare(it.Item().Key(), hi) < 0); it.Next() {
-		keys = append(keys, it.Item().KeyCopy(nil))
+	blo, bhi := dataRange(lo, hi)
+	for it.Seek(blo); it.Valid() && bytes.Compare(it.Item().Key(), bhi) < 0; it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil)[1:])
 	}
 	it.Close()
 	rtxn.Discard()
@@ -177,20 +247,22 @@ func (sm *stateMachine) walk(start, end []byte, fn func(key []byte, n int64) boo
 	defer rtxn.Discard()
 	it := rtxn.NewIterator(badger.IteratorOptions{})
 	defer it.Close()
-	for it.Seek(start); it.Valid(); it.Next() {
+	bstart, bend := dataRange(start, end)
+	for it.Seek(bstart); it.Valid(); it.Next() {
 		item := it.Item()
-		if end != nil && bytes.Compare(item.Key(), end) >= 0 {
+		if bytes.Compare(item.Key(), bend) >= 0 {
 			break
 		}
-		if !fn(item.Key(), int64(len(item.Key()))+item.ValueSize()) {
+		k := item.Key()[1:]
+		if !fn(k, int64(len(k))+item.ValueSize()) {
 			break
 		}
 	}
 	return nil
 }
 
-// latestVersion returns the timestamp of key's newest version, a deletion
-// included, or 0.
+// latestVersion returns the timestamp of the newest version of a Badger
+// key, a deletion included, or 0.
 func latestVersion(rtxn *badger.Txn, key []byte) (uint64, error) {
 	// A live latest version is a plain Get away; a deleted key's needs an
 	// iterator that sees deletions (and a key never written, one that
@@ -216,7 +288,7 @@ func latestVersion(rtxn *badger.Txn, key []byte) (uint64, error) {
 func (sm *stateMachine) hasVersion(key []byte, ts uint64) (bool, error) {
 	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
 	defer rtxn.Discard()
-	it := rtxn.NewKeyIterator(key, badger.IteratorOptions{AllVersions: true})
+	it := rtxn.NewKeyIterator(dataKey(key), badger.IteratorOptions{AllVersions: true})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		switch v := it.Item().Version(); {
@@ -233,7 +305,7 @@ func (sm *stateMachine) hasVersion(key []byte, ts uint64) (bool, error) {
 func (sm *stateMachine) get(ts uint64, key []byte) ([]byte, bool, error) {
 	rtxn := sm.db.NewTransactionAt(ts, false)
 	defer rtxn.Discard()
-	item, err := rtxn.Get(key)
+	item, err := rtxn.Get(dataKey(key))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, false, nil
 	}
@@ -254,34 +326,31 @@ func (sm *stateMachine) scan(ts uint64, start, end []byte, limit int, reverse bo
 	defer rtxn.Discard()
 	it := rtxn.NewIterator(badger.IteratorOptions{Reverse: reverse, PrefetchValues: limit > 1, PrefetchSize: min(limit, 64)})
 	defer it.Close()
+	bstart, bend := dataRange(start, end)
 	if reverse {
-		if end == nil {
-			it.Rewind()
-		} else {
-			it.Seek(end) // the largest key <= end
-		}
+		it.Seek(bend) // the largest key <= bend
 	} else {
-		it.Seek(start)
+		it.Seek(bstart)
 	}
 	var out []kvcluster.KeyValue
 	for ; it.Valid() && len(out) < limit; it.Next() {
 		item := it.Item()
 		k := item.Key()
 		if reverse {
-			if end != nil && bytes.Compare(k, end) >= 0 {
+			if bytes.Compare(k, bend) >= 0 {
 				continue
 			}
-			if bytes.Compare(k, start) < 0 {
+			if bytes.Compare(k, bstart) < 0 {
 				break
 			}
-		} else if end != nil && bytes.Compare(k, end) >= 0 {
+		} else if bytes.Compare(k, bend) >= 0 {
 			break
 		}
 		v, err := item.ValueCopy(nil)
 		if err != nil {
 			return nil, storeErr("scan", err)
 		}
-		out = append(out, kvcluster.KeyValue{Key: item.KeyCopy(nil), Value: v})
+		out = append(out, kvcluster.KeyValue{Key: item.KeyCopy(nil)[1:], Value: v})
 	}
 	return out, nil
 }

@@ -258,12 +258,14 @@ func PrefixEnd(prefix []byte) []byte { return kvcluster.PrefixEnd(prefix) }
 
 // TenantSplitKey chooses where a shard holding [start, end) (a nil end is
 // no bound), whose bytes are halved at mid, is split: at a tenant
-// boundary, never inside a tenant, whose transactions must stay on one
+// boundary where there is one, so that a tenant that outgrows a shared
+// shard moves to shards of its own and most transactions stay on one
 // shard. It takes the start of mid's tenant, or, when that is not inside
-// the span, its end. The cluster's metadata and the system tenant stay
-// together in the first shard: no split key lies below the next tenant.
-// It returns nil when no such boundary lies inside the span: a tenant that
-// fills its shard alone is not split.
+// the span, its end. A tenant that fills its shard alone is split inside,
+// at mid (its transactions then commit across shards). The cluster's
+// metadata and the system tenant stay together in the first shard: no
+// split key lies below the next tenant. It returns nil when there is no
+// such key inside the span.
 func TenantSplitKey(start, end, mid []byte) []byte {
 	lowest := MakeCodec(SystemTenantID + 1).TenantPrefix()
 	cands := [][]byte{lowest}
@@ -271,11 +273,17 @@ func TenantSplitKey(start, end, mid []byte) []byte {
 		s, e := MakeCodec(d.Tenant).TenantSpan()
 		cands = [][]byte{s, e}
 	}
+	inside := func(k []byte) bool {
+		return k != nil && bytes.Compare(k, lowest) >= 0 && bytes.Compare(k, start) > 0 &&
+			(end == nil || bytes.Compare(k, end) < 0)
+	}
 	for _, k := range cands {
-		if k != nil && bytes.Compare(k, lowest) >= 0 && bytes.Compare(k, start) > 0 &&
-			(end == nil || bytes.Compare(k, end) < 0) {
+		if inside(k) {
 			return k
 		}
+	}
+	if inside(mid) {
+		return bytes.Clone(mid) // one tenant fills the span
 	}
 	return nil
 }

@@ -144,7 +144,8 @@ func TestTenantSplitKey(t *testing.T) {
 	}{
 		{"mid's tenant starts inside the span", nil, nil, row(7), tenant(7)},
 		{"mid's tenant starts the span: split at its end", tenant(7), nil, row(7), tenant(8)},
-		{"a tenant alone in its shard is not split", tenant(7), tenant(8), row(7), nil},
+		{"a tenant alone in its shard splits inside", tenant(7), tenant(8), row(7), row(7)},
+		{"not at the span's start", row(7), tenant(8), row(7), nil},
 		{"never inside the metadata", nil, nil, MetaNextTenantID(), tenant(2)},
 		{"never between the metadata and the system tenant", nil, nil, row(SystemTenantID), tenant(2)},
 		{"the end bounds the split", nil, tenant(7), row(9), nil},

@@ -131,7 +131,7 @@ func Unsupported(feature string) *Error {
 // Classify returns err as an *Error, giving a code to errors that have
 // none: a KvCluster write conflict is 40001, a deadlock 40P01, a
 // cancelled statement 57014,
-// an oversized transaction 54000, a cross-shard write 0A000, a commit of
+// an oversized transaction 54000, a commit of
 // unknown outcome 08007, anything else XX000.
 func Classify(err error) *Error {
 	var pe *Error
@@ -147,9 +147,6 @@ func Classify(err error) *Error {
 		return Wrap(err, CodeQueryCanceled, "canceling statement due to user request")
 	case errors.Is(err, context.DeadlineExceeded):
 		return Wrap(err, CodeQueryCanceled, "canceling statement due to statement timeout")
-	case errors.Is(err, kvcluster.ErrCrossShard):
-		return Wrap(err, CodeFeatureNotSupported, "a transaction that writes to more than one shard is not supported yet").
-			WithHint("Keep each transaction's writes within one tenant's shard.")
 	case errors.Is(err, kvcluster.ErrCommitUnknown):
 		return Wrap(err, CodeTransactionResolutionUnknown, "the outcome of COMMIT is unknown: %v", err)
 	case errors.Is(err, kvcluster.ErrTxnTooLarge):
