@@ -73,6 +73,13 @@ type KvCluster interface {
 type TxnOptions struct {
 	// ReadOnly transactions may not write.
 	ReadOnly bool
+	// FollowerReads asks a replicated store to serve the transaction's
+	// reads from a replica near the caller (this node's, if it holds
+	// one) rather than from each shard's leader, with the same snapshot:
+	// the replica first learns from the leader how far it must have
+	// applied. It moves the reading work off the leaders; it saves no
+	// round trip to them. Stores with one copy of the data ignore it.
+	FollowerReads bool
 }
 
 // KeyValue is one entry returned by Scan. Key and Value are owned by the
@@ -208,6 +215,18 @@ func GetThenLock(ctx context.Context, txn LockingTxn, key []byte) (snap []byte, 
 	}
 	latest, latestFound, err = txn.LockForUpdate(ctx, key)
 	return snap, true, latest, latestFound, err
+}
+
+// Placer is a KvCluster that can keep a key span's data on the nodes of
+// one region. Implementations offer it by implementing it; callers find
+// it by type assertion.
+type Placer interface {
+	// PlaceSpan moves the data of [start, end) (a nil end: no bound) onto
+	// the nodes of region, and keeps it there, while it stays readable
+	// and writable. It returns once the data is there, or with ctx's
+	// error (the move goes on). A region without enough live nodes is
+	// ErrInvalidArgument.
+	PlaceSpan(ctx context.Context, start, end []byte, region string) error
 }
 
 // SchemaTxn is a Txn of a SharedStore that lets the nodes sharing it cache

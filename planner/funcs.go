@@ -440,6 +440,7 @@ type adminSig struct {
 var adminFuncs = map[string]adminSig{
 	"shaledb.create_tenant":    {args: []types.T{types.Text, types.Text}, ret: types.Int8},
 	"shaledb.drop_tenant":      {args: []types.T{types.Text}, ret: types.Bool},
+	"shaledb.move_tenant":      {args: []types.T{types.Text, types.Text}, ret: types.Bool},
 	"shaledb.set_tenant_limit": {args: []types.T{types.Text, types.Text, types.Int8}, ret: types.Int8},
 }
 

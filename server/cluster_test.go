@@ -527,3 +527,104 @@ func TestClusterBankAcrossShards(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterMoveTenant moves a tenant to another region with
+// shaledb.move_tenant while a client keeps writing to it: afterwards its
+// shard's replica and leader are on the other region's node, every row
+// written is there, and reads with shaledb.read_mode = 'follower' see
+// them. A region without nodes, and a bad read mode, are refused.
+func TestClusterMoveTenant(t *testing.T) {
+	// One replica per shard, one node per region (r1, r2).
+	nodes := servertest.StartCluster(t, 2, "pw", func(cc *server.ClusterConfig) { cc.ReplicationFactor = 1 })
+	ctx := context.Background()
+	connect := connector(t, nodes)
+	sys := connect(0, "admin", "pw", "system")
+	if _, err := sys.Exec(ctx, "SELECT shaledb.create_tenant('acme', 'pw-acme')"); err != nil {
+		t.Fatal(err)
+	}
+	a := connect(0, "admin", "pw-acme", "acme")
+	if _, err := a.Exec(ctx, "CREATE TABLE w (id int PRIMARY KEY, v text)"); err != nil {
+		t.Fatal(err)
+	}
+	var r2 int64
+	if err := sys.QueryRow(ctx, "SELECT id FROM shaledb.nodes WHERE region = 'r2'").Scan(&r2); err != nil {
+		t.Fatal(err)
+	}
+	var written atomic.Int64
+	var worst atomic.Int64
+	stop := make(chan struct{})
+	writerDone := make(chan error, 1)
+	go func() {
+		w := connect(1, "admin", "pw-acme", "acme")
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				writerDone <- nil
+				return
+			default:
+			}
+			t0 := time.Now()
+			if _, err := w.Exec(ctx, "INSERT INTO w VALUES ($1, 'x')", i); err != nil {
+				writerDone <- fmt.Errorf("insert %d: %w", i, err)
+				return
+			}
+			if d := int64(time.Since(t0)); d > worst.Load() {
+				worst.Store(d)
+			}
+			written.Store(int64(i))
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	var moved bool
+	if err := sys.QueryRow(ctx, "SELECT shaledb.move_tenant('acme', 'r2')").Scan(&moved); err != nil || !moved {
+		t.Fatalf("move_tenant: %v, %v", moved, err)
+	}
+	took := time.Since(start)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("moved in %v; %d rows written meanwhile and around, slowest insert %v", took.Round(time.Millisecond),
+		written.Load(), time.Duration(worst.Load()).Round(time.Millisecond))
+	rows, err := sys.Query(ctx, "SELECT leader, replicas FROM shaledb.shards WHERE 'acme' = ANY(tenants)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		var leader int64
+		var replicas []int64
+		if err := rows.Scan(&leader, &replicas); err != nil {
+			t.Fatal(err)
+		}
+		if leader != r2 || !slices.Equal(replicas, []int64{r2}) {
+			t.Errorf("acme's shard: leader %d, replicas %v; want node %d", leader, replicas, r2)
+		}
+		n++
+	}
+	if rows.Err() != nil || n == 0 {
+		t.Fatalf("acme's shards: %d, %v", n, rows.Err())
+	}
+	for i := range nodes {
+		c := connect(i, "admin", "pw-acme", "acme")
+		if _, err := c.Exec(ctx, "SET shaledb.read_mode = 'follower'"); err != nil {
+			t.Fatal(err)
+		}
+		var count, max int64
+		if err := c.QueryRow(ctx, "SELECT count(*), coalesce(max(id), 0) FROM w").Scan(&count, &max); err != nil {
+			t.Fatal(err)
+		}
+		if count != written.Load() || max != written.Load() {
+			t.Fatalf("through node %d: %d rows up to %d, %d written", i, count, max, written.Load())
+		}
+	}
+	var pe *pgconn.PgError
+	if _, err := sys.Exec(ctx, "SELECT shaledb.move_tenant('acme', 'r9')"); !errors.As(err, &pe) || pe.Code != "22023" {
+		t.Fatalf("a move to a region without nodes: %v", err)
+	}
+	if _, err := a.Exec(ctx, "SET shaledb.read_mode = 'nearest'"); !errors.As(err, &pe) || pe.Code != "22023" {
+		t.Fatalf("a bad read mode: %v", err)
+	}
+}

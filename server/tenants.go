@@ -33,6 +33,12 @@ func (a admin) Call(ctx context.Context, name string, args []value.Value) (value
 		}
 		a.n.cfg.Logger.Info("tenant dropped", "tenant", textArg(args[0]))
 		return value.Bool(true), nil
+	case "shaledb.move_tenant":
+		if err := m.MoveTenant(ctx, textArg(args[0]), textArg(args[1])); err != nil {
+			return nil, err
+		}
+		a.n.cfg.Logger.Info("tenant moved", "tenant", textArg(args[0]), "region", textArg(args[1]))
+		return value.Bool(true), nil
 	case "shaledb.set_tenant_limit":
 		limit, v := textArg(args[1]), int64(args[2].(value.Int))
 		if _, err := m.SetLimit(ctx, textArg(args[0]), limit, v); err != nil {

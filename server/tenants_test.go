@@ -150,6 +150,8 @@ func TestTenantsWithTheSameTablesAreSeparate(t *testing.T) {
 	e.expectCode(e.sys, "42501", "SELECT shaledb.set_tenant_limit('system', 'max_qps', 0)")
 	e.expectCode(e.sys, "22023", "SELECT shaledb.set_tenant_limit('acme', 'max_bananas', 1)")
 	e.expectCode(e.sys, "22023", "SELECT shaledb.set_tenant_limit('acme', 'max_qps', -5)")
+	// One node alone has no regions to move a tenant to.
+	e.expectCode(e.sys, "0A000", "SELECT shaledb.move_tenant('acme', 'r2')")
 	e.exec(e.sys, "BEGIN")
 	e.expectCode(e.sys, "25001", "SELECT shaledb.create_tenant('intxn', 'pw')")
 	e.exec(e.sys, "ROLLBACK")
@@ -194,7 +196,8 @@ func TestTenantAttackSuite(t *testing.T) {
 		}
 		// Administration and the tenant registry: 42501.
 		for _, q := range []string{"SELECT shaledb.create_tenant('evil', 'pw')", "SELECT shaledb.drop_tenant('acme')",
-			"SELECT shaledb.set_tenant_limit('acme', 'max_qps', 0)", "SELECT * FROM shaledb.tenants",
+			"SELECT shaledb.set_tenant_limit('acme', 'max_qps', 0)", "SELECT shaledb.move_tenant('acme', 'r2')",
+			"SELECT * FROM shaledb.tenants",
 			"SELECT name FROM shaledb.tenants WHERE name = 'acme'"} {
 			e.expectCode(c, "42501", q)
 		}

@@ -188,6 +188,36 @@ func (m *Manager) DropTenant(ctx context.Context, name string) error {
 	return DropData(ctx, m.kv, t.ID)
 }
 
+// MoveTenant moves tenant name's data — its shards' replicas and leaders —
+// onto the nodes of region, while the tenant keeps working, and returns
+// once it is there. It needs a store that can place data
+// (kvcluster.Placer): a cluster.
+func (m *Manager) MoveTenant(ctx context.Context, name, region string) error {
+	p, ok := m.kv.(kvcluster.Placer)
+	if !ok {
+		return pgerror.New(pgerror.CodeFeatureNotSupported, "moving a tenant needs a cluster; this node runs alone")
+	}
+	if name == SystemTenantName {
+		return pgerror.New(pgerror.CodeInsufficientPrivilege, "the system tenant stays with the cluster's metadata")
+	}
+	var t Tenant
+	err := kvcluster.View(ctx, m.kv, func(txn kvcluster.Txn) (err error) {
+		t, err = lookupPG(ctx, txn, name)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	start, end := keys.MakeCodec(t.ID).TenantSpan()
+	if err := p.PlaceSpan(ctx, start, end, region); err != nil {
+		if errors.Is(err, kvcluster.ErrInvalidArgument) {
+			return pgerror.New(pgerror.CodeInvalidParameterValue, "cannot move tenant %q to region %q: %v", name, region, err)
+		}
+		return fmt.Errorf("move tenant %q to %q: %w", name, region, err)
+	}
+	return nil
+}
+
 // SetLimit changes one limit of tenant name, in the registry and, at once,
 // on this node.
 func (m *Manager) SetLimit(ctx context.Context, name, limit string, v int64) (Tenant, error) {

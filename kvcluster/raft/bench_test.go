@@ -243,3 +243,85 @@ func pairPhase(b *testing.B, kv kvcluster.KvCluster, writers int, d time.Duratio
 	ph.rate = float64(len(ph.lat)) / time.Since(start).Seconds()
 	return ph
 }
+
+// BenchmarkMoveTenant moves a span (a tenant's, in SQL) between two
+// regions of three nodes each, there and back, while 4 writers write
+// single-key transactions into it through a node of each region, and
+// reports how long each move took and the write stall: the latency
+// percentiles and the slowest write during the move, and the longest gap
+// between two acknowledged writes. SHALEDB_BENCH_OUT names a file to
+// write the report to.
+func BenchmarkMoveTenant(b *testing.B) {
+	c := rafttest.Start(b, rafttest.Options{Nodes: 6, Regions: []string{"r1", "r1", "r1", "r2", "r2", "r2"}})
+	ctx := context.Background()
+	// Replicas spread over the six nodes first.
+	time.Sleep(3 * time.Second)
+	b.ResetTimer()
+	for range b.N {
+		report := fmt.Sprintf("%s moving a span between regions of 3 nodes (6 nodes share this machine's cores), 4 writers\n",
+			time.Now().UTC().Format(time.RFC3339))
+		for _, region := range []string{"r2", "r1"} {
+			var mu sync.Mutex
+			var lat []time.Duration
+			var last time.Time
+			var gap time.Duration
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for w := range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					kv := c.KV([]int{0, 3}[w%2])
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						t0 := time.Now()
+						err := kvcluster.Update(ctx, kv, 5, func(txn kvcluster.Txn) error {
+							return txn.Put(ctx, fmt.Appendf(nil, "mv/%d/%d", w, i%500), []byte("value"))
+						})
+						now := time.Now()
+						if err != nil {
+							continue
+						}
+						mu.Lock()
+						lat = append(lat, now.Sub(t0))
+						if !last.IsZero() && now.Sub(last) > gap {
+							gap = now.Sub(last)
+						}
+						last = now
+						mu.Unlock()
+					}
+				}()
+			}
+			time.Sleep(500 * time.Millisecond)
+			start := time.Now()
+			mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			err := c.KV(0).PlaceSpan(mctx, []byte("mv/"), []byte("mv0"), region)
+			cancel()
+			took := time.Since(start)
+			time.Sleep(500 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+			if err != nil {
+				b.Fatalf("move to %s: %v", region, err)
+			}
+			slices.Sort(lat)
+			ph := phase{lat: lat, rate: float64(len(lat)) / (took + time.Second).Seconds()}
+			report += fmt.Sprintf("to %s: moved in %v; writes around it: %s; slowest %v; longest gap between acknowledged writes %v\n",
+				region, took.Round(time.Millisecond), ph, lat[len(lat)-1].Round(time.Millisecond), gap.Round(time.Millisecond))
+			b.ReportMetric(float64(gap.Milliseconds()), "stall-ms-"+region)
+		}
+		b.Log("\n" + report)
+		if out := os.Getenv("SHALEDB_BENCH_OUT"); out != "" {
+			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

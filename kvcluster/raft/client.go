@@ -63,7 +63,7 @@ func (kv *KV) Begin(ctx context.Context, opts kvcluster.TxnOptions) (kvcluster.T
 	if err != nil {
 		return nil, err
 	}
-	return &txn{kv: kv, startTs: ts, epoch: epoch, readOnly: opts.ReadOnly}, nil
+	return &txn{kv: kv, startTs: ts, epoch: epoch, readOnly: opts.ReadOnly, follower: opts.FollowerReads}, nil
 }
 
 // Close fails later operations with ErrClosed, after commits already
@@ -81,6 +81,7 @@ type txn struct {
 	epoch    uint64 // the schema epoch of startTs
 	schema   bool   // it writes the schema: its commit timestamp is a schema timestamp
 	readOnly bool
+	follower bool // reads from a near replica (follower.go)
 	done     bool
 	released bool // its snapshot no longer counts as open
 	writes   *btree.BTreeG[*mutation]
@@ -264,7 +265,7 @@ func (t *txn) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
 		}
 		a := &ReadArgs{Shard: d.ID, Ts: t.startTs, Key: key}
 		var reply ReadReply
-		if err := n.onLeader(ctx, d, "Read", a, &reply, func() { reply = n.serveRead(ctx, a) }); err != nil {
+		if err := n.readShard(ctx, d, a, &reply, t.follower); err != nil {
 			return nil, false, err
 		}
 		switch reply.Status {
@@ -422,7 +423,7 @@ func (t *txn) scanStored(ctx context.Context, lo, hi []byte, limit int, reverse 
 			a.End = d.End
 		}
 		var reply ReadReply
-		if err := n.onLeader(ctx, d, "Read", a, &reply, func() { reply = n.serveRead(ctx, a) }); err != nil {
+		if err := n.readShard(ctx, d, a, &reply, t.follower); err != nil {
 			return nil, err
 		}
 		switch reply.Status {

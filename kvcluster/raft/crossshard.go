@@ -478,6 +478,32 @@ const sweepAge = 5 * time.Second
 // longer than a coordinator may still send it a prewrite.
 const recordKeep = 45 * time.Second
 
+// sweepInterval is how often a node's leaders sweep their intents and
+// records.
+const sweepInterval = time.Second
+
+// sweepLoop sweeps the intents and records of the shards this node leads
+// (a loop of its own: resolving may wait for other shards' leaders).
+func (n *Node) sweepLoop() {
+	defer n.loopWg.Done()
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopCtx.Done():
+			return
+		case <-t.C:
+		}
+		for _, r := range n.replicaList() {
+			ctx, cancel := context.WithTimeout(n.stopCtx, 10*time.Second)
+			if err := r.sweep(ctx); err != nil && n.stopCtx.Err() == nil {
+				n.log.Warn("intent sweep", "shard", r.id, "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
 // sweep resolves this leader's intents of transactions that began over
 // sweepAge ago (rolling back those whose coordinator is gone), and
 // finishes and then forgets old records: it resolves the intents their

@@ -452,14 +452,8 @@ func TestCrossShardLinearizable(t *testing.T) {
 					// the model cannot tell: not at all.
 					stats.ambiguous.Add(1)
 					op.Return, op.Output = math.MaxInt64, txnOutput{}
-					if os.Getenv("SHALEDB_DEBUG_HISTORY") != "" {
-						t.Logf("ambiguous: %v", err)
-					}
 				default:
 					stats.failed.Add(1)
-					if os.Getenv("SHALEDB_DEBUG_HISTORY") != "" {
-						t.Logf("failed: %v", err)
-					}
 					continue
 				}
 				mu.Lock()
@@ -469,10 +463,7 @@ func TestCrossShardLinearizable(t *testing.T) {
 		}()
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	if os.Getenv("SHALEDB_DEBUG_HISTORY") == "nofaults" {
-		time.Sleep(duration)
-	}
-	for deadline := time.Now().Add(duration); time.Now().Before(deadline) && os.Getenv("SHALEDB_DEBUG_HISTORY") != "nofaults"; {
+	for deadline := time.Now().Add(duration); time.Now().Before(deadline); {
 		time.Sleep(time.Duration(300+rng.IntN(500)) * time.Millisecond)
 		i := rng.IntN(3)
 		c.StopNode(i)
@@ -494,14 +485,6 @@ func TestCrossShardLinearizable(t *testing.T) {
 		path := t.TempDir() + "/history.html"
 		if err := porcupine.VisualizePath(multiRegisterModel, info, path); err == nil {
 			t.Logf("visualization: %s", path)
-		}
-		if os.Getenv("SHALEDB_DEBUG_HISTORY") != "" {
-			f, _ := os.Create("/tmp/history.txt")
-			for _, op := range history {
-				in, out := op.Input.(txnInput), op.Output.(txnOutput)
-				fmt.Fprintf(f, "%d %d %d %v %v %s %v\n", op.ClientId, op.Call, op.Return, in.keys, in.write, in.value, out.values)
-			}
-			f.Close()
 		}
 		t.Fatal("the history is not strictly serializable")
 	}

@@ -25,3 +25,6 @@ func (n *Node) ShardOf(key []byte) uint64 {
 	}
 	return d.ID
 }
+
+// FollowerReads counts the reads the node served as a follower.
+func (n *Node) FollowerReads() int64 { return n.followerReads.Load() }

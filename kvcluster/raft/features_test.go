@@ -1,6 +1,7 @@
 package raft_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -124,5 +125,53 @@ func TestDeadNodesLocksAreReleased(t *testing.T) {
 	defer t3.Rollback()
 	if _, _, err := t3.(kvcluster.LockingTxn).LockForUpdate(wctx, []byte("locked")); err != nil {
 		t.Fatalf("the dead node's lock was not released: %v", err)
+	}
+}
+
+// TestFollowerReads reads through every node with follower reads: a
+// write acknowledged through one node is read at once through the others,
+// the nodes that do not lead serve the reads from their own replicas, and
+// a read that meets a cross-shard transaction's intent is left to the
+// leader.
+func TestFollowerReads(t *testing.T) {
+	c := rafttest.Start(t, rafttest.Options{})
+	ctx := context.Background()
+	for round := range 20 {
+		v := fmt.Appendf(nil, "v%d", round)
+		if err := kvcluster.Update(ctx, c.KV(round%3), 5, func(txn kvcluster.Txn) error {
+			return txn.Put(ctx, []byte("fr/k"), v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			txn, err := c.KV(i).Begin(ctx, kvcluster.TxnOptions{ReadOnly: true, FollowerReads: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := txn.Get(ctx, []byte("fr/k"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kvs, err := txn.Scan(ctx, []byte("fr/"), []byte("fr0"), kvcluster.ScanOptions{Limit: 10})
+			txn.Rollback()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, v) || len(kvs) != 1 || !bytes.Equal(kvs[0].Value, v) {
+				t.Fatalf("round %d, through node %d: %q, %v", round, i, got, kvs)
+			}
+		}
+	}
+	served := 0
+	for i := range 3 {
+		for _, s := range c.Node(i).Shards() {
+			if s.Leader != c.Node(i).ID() && c.Node(i).FollowerReads() > 0 {
+				served++
+				break
+			}
+		}
+	}
+	if served != 2 {
+		t.Fatalf("%d of the two nodes that do not lead served follower reads", served)
 	}
 }

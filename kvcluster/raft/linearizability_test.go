@@ -18,11 +18,13 @@ import (
 	"github.com/shaledb/shaledb/kvcluster/raft/rafttest"
 )
 
-// kvInput is one operation of the history: a read, or a write of value.
+// kvInput is one operation of the history: a read (from a follower, with
+// follower), or a write of value.
 type kvInput struct {
-	key   string
-	write bool
-	value string
+	key      string
+	write    bool
+	value    string
+	follower bool
 }
 
 // kvOutput is what a read returned ("" for absent).
@@ -55,15 +57,20 @@ var registerModel = porcupine.Model{
 		if in.write {
 			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
 		}
+		if in.follower {
+			return fmt.Sprintf("follower get(%s) -> %q", in.key, output.(kvOutput).value)
+		}
 		return fmt.Sprintf("get(%s) -> %q", in.key, output.(kvOutput).value)
 	},
 }
 
-// TestLinearizable records a history of single-key reads and writes by
-// concurrent clients through every node while nodes are stopped and
-// restarted one at a time, and checks it with porcupine against a map of
-// registers, while the shard splits towards a shard per key. A write whose commit failed ambiguously may have happened at any
-// time after it was called; one that failed for sure is left out.
+// TestLinearizable records a history of single-key reads (a quarter of
+// them follower reads) and writes by concurrent clients through every
+// node while nodes are stopped and restarted one at a time, and checks it
+// with porcupine against a map of registers, while the shard splits
+// towards a shard per key. A write whose commit failed ambiguously may
+// have happened at any time after it was called; one that failed for
+// sure is left out.
 // SHALEDB_CHAOS_DURATION (e.g. 60s; make chaos) runs it longer.
 func TestLinearizable(t *testing.T) {
 	duration := 3 * time.Second
@@ -117,6 +124,8 @@ func TestLinearizable(t *testing.T) {
 				in := kvInput{key: fmt.Sprintf("lin/%d", rng.IntN(4))}
 				if rng.IntN(2) == 0 {
 					in.write, in.value = true, fmt.Sprint(seq.Add(1))
+				} else {
+					in.follower = rng.IntN(2) == 0
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				call := now()
@@ -155,8 +164,12 @@ func TestLinearizable(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	shards := len(spansCovered(t, c, 3))
-	t.Logf("%d operations acknowledged, %d failed, %d ambiguous, %d node restarts, %d shards",
-		stats.ok.Load(), stats.failed.Load(), stats.ambiguous.Load(), stats.restarts.Load(), shards)
+	var followerReads int64
+	for i := range 3 {
+		followerReads += c.Node(i).FollowerReads()
+	}
+	t.Logf("%d operations acknowledged, %d failed, %d ambiguous, %d node restarts, %d shards; %d reads served by followers since the last restarts",
+		stats.ok.Load(), stats.failed.Load(), stats.ambiguous.Load(), stats.restarts.Load(), shards, followerReads)
 	if shards < 2 {
 		t.Errorf("only %d shards: the splits did not happen during the run", shards)
 	}
@@ -179,7 +192,7 @@ func TestLinearizable(t *testing.T) {
 // runOp runs one operation in a transaction of its own. ambiguous reports
 // a write whose commit failed without saying whether it took effect.
 func runOp(ctx context.Context, kv kvcluster.KvCluster, in kvInput) (out kvOutput, err error, ambiguous bool) {
-	txn, err := kv.Begin(ctx, kvcluster.TxnOptions{ReadOnly: !in.write})
+	txn, err := kv.Begin(ctx, kvcluster.TxnOptions{ReadOnly: !in.write, FollowerReads: in.follower})
 	if err != nil {
 		return out, err, false
 	}

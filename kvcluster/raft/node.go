@@ -152,6 +152,11 @@ type Node struct {
 	// alive is the registry's liveness of the nodes, as the repair loop
 	// last read it (nil before).
 	alive atomic.Pointer[map[uint64]bool]
+	// placements are the cluster's placements as the repair loop last
+	// read them (placement.go).
+	placements atomic.Pointer[[]placementRec]
+	// followerReads counts the reads this node served as a follower.
+	followerReads atomic.Int64
 
 	stopCtx  context.Context
 	stop     context.CancelFunc
@@ -227,8 +232,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err = startShardMap(ctx, n); err != nil {
 		return nil, err
 	}
-	n.loopWg.Add(1)
+	n.loopWg.Add(2)
 	go n.repairLoop()
+	go n.sweepLoop()
 	if opts.GCInterval > 0 {
 		n.loopWg.Add(1)
 		go n.gcLoop(opts.GCInterval)

@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"cmp"
 	"context"
 	"maps"
 	"slices"
@@ -44,6 +43,9 @@ func (n *Node) repairLoop() {
 		ctx, cancel := context.WithTimeout(n.stopCtx, 2*time.Second)
 		nodes, err := n.reg.Nodes(ctx)
 		if err == nil {
+			err = n.loadPlacements(ctx)
+		}
+		if err == nil {
 			now := time.Now()
 			for _, nd := range nodes {
 				if nd.Alive {
@@ -70,9 +72,6 @@ func (n *Node) repairLoop() {
 				}
 				if err := r.maybeSplit(ctx); err != nil && n.stopCtx.Err() == nil {
 					n.log.Warn("shard split", "shard", r.id, "err", err)
-				}
-				if err := r.sweep(ctx); err != nil && n.stopCtx.Err() == nil {
-					n.log.Warn("intent sweep", "shard", r.id, "err", err)
 				}
 			}
 		}
@@ -119,13 +118,19 @@ func (r *replica) repair(ctx context.Context, nodes []registry.Node, deadSince m
 		}
 	}
 	if len(dead) == 0 {
-		return nil
+		return r.place(ctx, nodes, desc, voters)
 	}
 	if len(voters) > r.n.opts.ReplicationFactor {
 		// The replacement is a voter: take the dead member out.
 		return r.proposeConfChange(raftpb.ConfChange{Type: raftpb.ConfChangeRemoveNode, NodeID: dead[0]})
 	}
-	candidate := r.n.pickNode(nodes, voters)
+	// A placed shard's replacement stays in its region.
+	region := r.n.regionOf(span{Start: desc.Start, End: desc.End})
+	regionOf := map[uint64]string{}
+	for _, nd := range nodes {
+		regionOf[nd.ID] = nd.Region
+	}
+	candidate := r.n.pickNodeWhere(nodes, voters, func(id uint64) bool { return region == "" || regionOf[id] == region })
 	if candidate == 0 {
 		return nil // no live node to move to: stay under-replicated
 	}
@@ -151,29 +156,6 @@ func (r *replica) proposeConfChange(cc raftpb.ConfChange) error {
 	r.confPending, r.confPendingSince = true, time.Now()
 	r.n.wake()
 	return nil
-}
-
-// pickNode chooses a live node outside members, the one holding the
-// fewest replicas, lowest id first.
-func (n *Node) pickNode(nodes []registry.Node, members []uint64) uint64 {
-	load := map[uint64]int{}
-	n.shards.mu.Lock()
-	for _, d := range n.shards.shards {
-		for _, id := range d.Replicas {
-			load[id]++
-		}
-	}
-	n.shards.mu.Unlock()
-	var best uint64
-	for _, nd := range nodes {
-		if !nd.Alive || slices.Contains(members, nd.ID) {
-			continue
-		}
-		if best == 0 || cmp.Or(cmp.Compare(load[nd.ID], load[best]), cmp.Compare(nd.ID, best)) < 0 {
-			best = nd.ID
-		}
-	}
-	return best
 }
 
 // dropReplica stops this node's replica of a shard it no longer holds.

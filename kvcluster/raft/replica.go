@@ -89,6 +89,9 @@ type replica struct {
 	sizeAt        int64
 	written       atomic.Int64
 	splitProposed time.Time
+	// balanced is when this leader last added a replica to move one
+	// (placement.go).
+	balanced time.Time
 	// checkpoint is where the log is compacted to next (snapshot.go).
 	checkpoint *checkpoint
 	snapshots  int  // installed since start
@@ -213,6 +216,12 @@ func (r *replica) leaderCheckLocked() error {
 	}
 	if !r.floorSet {
 		return &notLeaderError{leader: r.n.id} // not ready yet: the caller retries here
+	}
+	if to := r.rn.BasicStatus().LeadTransferee; to != 0 {
+		// Handing leadership over: the transferee may win without
+		// waiting for this leader's lease, so this one serves nothing
+		// until it has (or raft gave up, after an election timeout).
+		return &notLeaderError{leader: to}
 	}
 	return nil
 }

@@ -240,10 +240,17 @@ func (n *Node) serveSnapshotData(a *SnapshotDataArgs) SnapshotDataReply {
 }
 
 // versions returns every version of the state machine keys of the span
-// [start, end) from cursor on (nil: the beginning) — its data, then its
-// intents, then the records of transactions whose primary key lies in it
-// — until about maxBytes, whole keys at a time, and the state machine key
+// [start, end) from cursor on (nil: the beginning) — its intents, then the
+// records of transactions whose primary key lies in it, then its data —
+// until about maxBytes, whole keys at a time, and the state machine key
 // to go on from (nil when none is left).
+//
+// The pages are read at different times, while the source applies
+// entries that the copy then applies again. In this order that is
+// harmless: an intent resolved between two pages is either still among
+// the intents copied (and resolved again) or its data is among the data
+// copied; a decision is in the record copied, or its primary's intent is
+// (and it is decided again).
 func (sm *stateMachine) versions(start, end, cursor []byte, maxBytes int) ([]version, []byte, error) {
 	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
 	defer rtxn.Discard()
@@ -251,19 +258,21 @@ func (sm *stateMachine) versions(start, end, cursor []byte, maxBytes int) ([]ver
 	defer it.Close()
 	dlo, dhi := dataRange(start, end)
 	ilo, ihi := spaceRange(spaceIntents, start, end)
-	ranges := [][2][]byte{{dlo, dhi}, {ilo, ihi}, {{spaceRecords}, {spaceRecords + 1}}}
+	ranges := [][2][]byte{{ilo, ihi}, {{spaceRecords}, {spaceRecords + 1}}, {dlo, dhi}}
+	phase := 0 // the range the cursor is in
+	if cursor != nil {
+		phase = slices.IndexFunc(ranges, func(rg [2][]byte) bool { return rg[0][0] == cursor[0] })
+	}
 	var out []version
 	size := 0
 	var prev []byte
-	for _, rg := range ranges {
+	for i, rg := range ranges {
+		if i < phase {
+			continue
+		}
 		from := rg[0]
-		if cursor != nil {
-			if bytes.Compare(cursor, rg[1]) >= 0 {
-				continue
-			}
-			if bytes.Compare(cursor, from) > 0 {
-				from = cursor
-			}
+		if i == phase && cursor != nil && bytes.Compare(cursor, from) > 0 {
+			from = cursor
 		}
 		for it.Seek(from); it.Valid(); it.Next() {
 			item := it.Item()

@@ -254,6 +254,13 @@ func (r *replica) maybeSplit(ctx context.Context) error {
 		r.n.log.Debug("shard over its size, with no split point", "shard", r.id, "bytes", total)
 		return nil
 	}
+	return r.proposeSplit(ctx, sp, key, fmt.Sprintf("%d bytes", total))
+}
+
+// proposeSplit proposes splitting the shard, whose span is sp, at key
+// (inside it, past its start). It does nothing if this replica no longer
+// leads or its span changed meanwhile. why is logged.
+func (r *replica) proposeSplit(ctx context.Context, sp span, key []byte, why string) error {
 	child, err := r.n.shards.allocateID(ctx)
 	if err != nil {
 		return err
@@ -270,7 +277,7 @@ func (r *replica) maybeSplit(ctx context.Context) error {
 	// Reads wait for it (resolve): it may move any key elsewhere.
 	r.props[e.ID] = &proposal{done: make(chan proposalResult, 1), finished: make(chan struct{})}
 	r.splitProposed = time.Now()
-	r.n.log.Info("splitting a shard", "shard", r.id, "bytes", total, "at", fmt.Sprintf("%q", key), "new", child)
+	r.n.log.Info("splitting a shard", "shard", r.id, "why", why, "at", fmt.Sprintf("%q", key), "new", child)
 	r.n.wake()
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/pganalyze/pg_query_go/v6/parser"
 
 	"github.com/shaledb/shaledb/executor"
-	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/catalog"
 	"github.com/shaledb/shaledb/sql/expr"
@@ -272,7 +271,7 @@ func (s *Session) withReadTxn(ctx context.Context, fn func() error) error {
 	if s.txn != nil {
 		return fn()
 	}
-	txn, err := s.e.KV.Begin(ctx, kvcluster.TxnOptions{ReadOnly: true})
+	txn, err := s.e.KV.Begin(ctx, s.txnOptions(true))
 	if err != nil {
 		return err
 	}

@@ -207,7 +207,7 @@ func (s *Session) Close() {
 
 func (s *Session) begin(ctx context.Context) error {
 	txn, snap, err := s.e.descs.Begin(func() (kvcluster.Txn, error) {
-		txn, err := s.e.KV.Begin(ctx, kvcluster.TxnOptions{})
+		txn, err := s.e.KV.Begin(ctx, s.txnOptions(false))
 		if err == nil && s.gov != nil {
 			txn = s.gov.Wrap(txn)
 		}

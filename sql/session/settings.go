@@ -6,6 +6,7 @@ import (
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 
+	"github.com/shaledb/shaledb/kvcluster"
 	"github.com/shaledb/shaledb/planner"
 	"github.com/shaledb/shaledb/sql/pgerror"
 	"github.com/shaledb/shaledb/sql/types"
@@ -41,6 +42,7 @@ func defaultSettings() map[string]string {
 		"session_authorization":               "",
 		"shaledb.database":                    "",
 		"shaledb.query_memory_limit":          "256MB",
+		"shaledb.read_mode":                   "leader",
 	}
 }
 
@@ -63,6 +65,12 @@ func parseMemory(s string) (int64, bool) {
 		return 0, false
 	}
 	return n * mult, true
+}
+
+// txnOptions are the options of the session's transactions: follower
+// reads when shaledb.read_mode is follower.
+func (s *Session) txnOptions(readOnly bool) kvcluster.TxnOptions {
+	return kvcluster.TxnOptions{ReadOnly: readOnly, FollowerReads: s.settings["shaledb.read_mode"] == "follower"}
 }
 
 // queryMemory is the session's per-statement memory limit in bytes,
@@ -206,6 +214,13 @@ func (s *Session) set(st *pg.VariableSetStmt, w ResultWriter) error {
 		}
 		if name == "timezone" {
 			v = "UTC"
+		}
+	}
+	if name == "shaledb.read_mode" {
+		v = strings.ToLower(strings.TrimSpace(v))
+		if v != "leader" && v != "follower" {
+			return pgerror.New(pgerror.CodeInvalidParameterValue, "invalid value for parameter %q: %q", name, v).
+				WithHint("Available values: leader, follower.")
 		}
 	}
 	if name == "shaledb.query_memory_limit" {

@@ -35,6 +35,8 @@ type Options struct {
 	ElectionTicks int
 	// GCInterval: see raft.Options.
 	GCInterval time.Duration
+	// Regions are the nodes' regions, by index (default "r1").
+	Regions []string
 }
 
 // Cluster is a running test cluster.
@@ -94,11 +96,14 @@ func (c *Cluster) StartNode(i int) error {
 	if os.Getenv("RAFTTEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
+	c.mu.Lock()
+	dir, region := c.dirs[i], c.region(i)
+	c.mu.Unlock()
 	n, err := raft.Start(ctx, raft.Options{
-		DataDir:           c.dirs[i],
+		DataDir:           dir,
 		Etcd:              c.Etcd,
 		Cluster:           c.Name,
-		Region:            "r1",
+		Region:            region,
 		ReplicationFactor: c.opts.ReplicationFactor,
 		LeaseTTL:          3 * time.Second,
 		DeadReplicaAfter:  c.opts.DeadReplicaAfter,
@@ -116,6 +121,35 @@ func (c *Cluster) StartNode(i int) error {
 	c.nodes[i] = n
 	c.mu.Unlock()
 	return nil
+}
+
+func (c *Cluster) region(i int) string {
+	if i < len(c.opts.Regions) && c.opts.Regions[i] != "" {
+		return c.opts.Regions[i]
+	}
+	return "r1"
+}
+
+// AddNode starts a new node in region (default "r1") and returns its
+// index.
+func (c *Cluster) AddNode(region string) (int, error) {
+	c.mu.Lock()
+	i := len(c.nodes)
+	c.dirs = append(c.dirs, filepath.Join(c.t.TempDir(), fmt.Sprintf("node%d", i)))
+	c.nodes = append(c.nodes, nil)
+	for len(c.opts.Regions) < i {
+		c.opts.Regions = append(c.opts.Regions, "")
+	}
+	c.opts.Regions = append(c.opts.Regions, region)
+	c.mu.Unlock()
+	return i, c.StartNode(i)
+}
+
+// Nodes is how many nodes the cluster has (running or stopped).
+func (c *Cluster) Nodes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes)
 }
 
 // StopNode stops node i, as a crash would from the cluster's point of view
