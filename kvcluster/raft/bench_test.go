@@ -83,6 +83,15 @@ func (ph phase) String() string {
 }
 
 func writePhase(b *testing.B, kv kvcluster.KvCluster, writers int, d time.Duration) phase {
+	return runPhase(b, kv, writers, d, func(ctx context.Context, txn kvcluster.Txn, w, i int) error {
+		return txn.Put(ctx, fmt.Appendf(nil, "bench/%d/%d", w, i%1000), []byte("value-of-some-100-bytes-value-of-some-100-bytes-value-of-some-100-bytes-value-of-some-100-bytes-"))
+	})
+}
+
+// runPhase runs write transactions, each doing op (the writer's number
+// w, its transaction's number i), from writers writers in a closed loop
+// for d, and returns their latencies.
+func runPhase(b *testing.B, kv kvcluster.KvCluster, writers int, d time.Duration, op func(ctx context.Context, txn kvcluster.Txn, w, i int) error) phase {
 	ctx := context.Background()
 	var mu sync.Mutex
 	var ph phase
@@ -96,9 +105,7 @@ func writePhase(b *testing.B, kv kvcluster.KvCluster, writers int, d time.Durati
 			errs := 0
 			for i := 0; time.Since(start) < d; i++ {
 				t0 := time.Now()
-				err := kvcluster.Update(ctx, kv, 1, func(txn kvcluster.Txn) error {
-					return txn.Put(ctx, fmt.Appendf(nil, "bench/%d/%d", w, i%1000), []byte("value-of-some-100-bytes-value-of-some-100-bytes-value-of-some-100-bytes-value-of-some-100-bytes-"))
-				})
+				err := kvcluster.Update(ctx, kv, 1, func(txn kvcluster.Txn) error { return op(ctx, txn, w, i) })
 				if err != nil {
 					errs++
 					continue
@@ -206,42 +213,13 @@ func BenchmarkCrossShard(b *testing.B) {
 
 // pairPhase runs two-key write transactions, keys from pair, for d.
 func pairPhase(b *testing.B, kv kvcluster.KvCluster, writers int, d time.Duration, pair func(w, i int) (string, string)) phase {
-	ctx := context.Background()
-	var mu sync.Mutex
-	var ph phase
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var lat []time.Duration
-			errs := 0
-			for i := 0; time.Since(start) < d; i++ {
-				k1, k2 := pair(w, i)
-				t0 := time.Now()
-				err := kvcluster.Update(ctx, kv, 1, func(txn kvcluster.Txn) error {
-					if err := txn.Put(ctx, []byte(k1), []byte("value-of-some-bytes")); err != nil {
-						return err
-					}
-					return txn.Put(ctx, []byte(k2), []byte("value-of-some-bytes"))
-				})
-				if err != nil {
-					errs++
-					continue
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			mu.Lock()
-			ph.lat = append(ph.lat, lat...)
-			ph.errs += errs
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	slices.Sort(ph.lat)
-	ph.rate = float64(len(ph.lat)) / time.Since(start).Seconds()
-	return ph
+	return runPhase(b, kv, writers, d, func(ctx context.Context, txn kvcluster.Txn, w, i int) error {
+		k1, k2 := pair(w, i)
+		if err := txn.Put(ctx, []byte(k1), []byte("value-of-some-bytes")); err != nil {
+			return err
+		}
+		return txn.Put(ctx, []byte(k2), []byte("value-of-some-bytes"))
+	})
 }
 
 // BenchmarkMoveTenant moves a span (a tenant's, in SQL) between two

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -184,14 +183,7 @@ func TestCrossShardRecovery(t *testing.T) {
 // total never changes, in every snapshot read meanwhile and in the end,
 // and every intent is resolved. SHALEDB_CHAOS_DURATION runs it longer.
 func TestBank(t *testing.T) {
-	duration := 3 * time.Second
-	if v := os.Getenv("SHALEDB_CHAOS_DURATION"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("SHALEDB_CHAOS_DURATION: %v", err)
-		}
-		duration = d
-	}
+	duration := chaosDuration(t)
 	const accounts, initial = 8, 100
 	var bounds, keys []string
 	for i := range accounts {
@@ -228,87 +220,59 @@ func TestBank(t *testing.T) {
 
 	var stats struct{ transfers, cross, failed, reads atomic.Int64 }
 	var bad atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for client := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(client), 11))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				node := c.Node(rng.IntN(3))
-				if node == nil {
-					continue
-				}
-				kv := node.KV()
-				octx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				if client >= 4 { // readers
-					vals, err := readAll(octx, kv, keys...)
-					cancel()
-					if err != nil {
-						continue
-					}
-					if sum, err := total(vals); err != nil || sum != accounts*initial {
-						bad.Store(fmt.Sprintf("a snapshot read %v: total %d (%v)", vals, sum, err))
-					}
-					stats.reads.Add(1)
-					continue
-				}
-				from, to := rng.IntN(accounts), rng.IntN(accounts-1)
-				if to >= from {
-					to++
-				}
-				amount := rng.IntN(20)
-				err := kvcluster.Update(octx, kv, 3, func(txn kvcluster.Txn) error {
-					vals := make([]int, 2)
-					for i, k := range []string{keys[from], keys[to]} {
-						v, _, err := txn.Get(octx, []byte(k))
-						if err != nil {
-							return err
-						}
-						if vals[i], err = strconv.Atoi(string(v)); err != nil {
-							return fmt.Errorf("%s = %q", k, v)
-						}
-					}
-					if err := txn.Put(octx, []byte(keys[from]), []byte(strconv.Itoa(vals[0]-amount))); err != nil {
-						return err
-					}
-					return txn.Put(octx, []byte(keys[to]), []byte(strconv.Itoa(vals[1]+amount)))
-				})
-				cancel()
+	stop := runClients(6, 11, func(client int, rng *rand.Rand) {
+		node := c.Node(rng.IntN(3))
+		if node == nil {
+			return
+		}
+		kv := node.KV()
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if client >= 4 { // readers
+			vals, err := readAll(octx, kv, keys...)
+			cancel()
+			if err != nil {
+				return
+			}
+			if sum, err := total(vals); err != nil || sum != accounts*initial {
+				bad.Store(fmt.Sprintf("a snapshot read %v: total %d (%v)", vals, sum, err))
+			}
+			stats.reads.Add(1)
+			return
+		}
+		from, to := rng.IntN(accounts), rng.IntN(accounts-1)
+		if to >= from {
+			to++
+		}
+		amount := rng.IntN(20)
+		err := kvcluster.Update(octx, kv, 3, func(txn kvcluster.Txn) error {
+			vals := make([]int, 2)
+			for i, k := range []string{keys[from], keys[to]} {
+				v, _, err := txn.Get(octx, []byte(k))
 				if err != nil {
-					stats.failed.Add(1)
-					continue
+					return err
 				}
-				stats.transfers.Add(1)
-				if node.ShardOf([]byte(keys[from])) != node.ShardOf([]byte(keys[to])) {
-					stats.cross.Add(1)
+				if vals[i], err = strconv.Atoi(string(v)); err != nil {
+					return fmt.Errorf("%s = %q", k, v)
 				}
 			}
-		}()
-	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	restarts := 0
-	for deadline := time.Now().Add(duration); time.Now().Before(deadline); {
-		time.Sleep(time.Duration(300+rng.IntN(500)) * time.Millisecond)
-		i := rng.IntN(3)
-		c.StopNode(i)
-		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
-		if err := c.StartNode(i); err != nil {
-			close(stop)
-			wg.Wait()
-			t.Fatal(err)
+			if err := txn.Put(octx, []byte(keys[from]), []byte(strconv.Itoa(vals[0]-amount))); err != nil {
+				return err
+			}
+			return txn.Put(octx, []byte(keys[to]), []byte(strconv.Itoa(vals[1]+amount)))
+		})
+		cancel()
+		if err != nil {
+			stats.failed.Add(1)
+			return
 		}
-		restarts++
-	}
+		stats.transfers.Add(1)
+		if node.ShardOf([]byte(keys[from])) != node.ShardOf([]byte(keys[to])) {
+			stats.cross.Add(1)
+		}
+	})
+	restarts := restartNodes(t, c, 3, duration, 3, stop)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	t.Logf("%d transfers (%d across shards), %d failed, %d snapshot reads, %d node restarts",
 		stats.transfers.Load(), stats.cross.Load(), stats.failed.Load(), stats.reads.Load(), restarts)
 	if msg := bad.Load(); msg != nil {
@@ -395,14 +359,7 @@ var multiRegisterModel = porcupine.Model{
 // failed ambiguously may have taken effect at any time after its call.
 // SHALEDB_CHAOS_DURATION runs it longer.
 func TestCrossShardLinearizable(t *testing.T) {
-	duration := 3 * time.Second
-	if v := os.Getenv("SHALEDB_CHAOS_DURATION"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("SHALEDB_CHAOS_DURATION: %v", err)
-		}
-		duration = d
-	}
+	duration := chaosDuration(t)
 	keys := []string{"h/0", "h/1", "h/2", "h/3"}
 	c := rafttest.Start(t, rafttest.Options{ShardMaxBytes: 1, SplitKey: splitAt(keys[1:]...)})
 	waitSplit(t, c, keys...)
@@ -412,70 +369,44 @@ func TestCrossShardLinearizable(t *testing.T) {
 	var history []porcupine.Operation
 	var stats struct{ ok, failed, ambiguous atomic.Int64 }
 	var seq atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for client := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(client), 13))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				node := c.Node(rng.IntN(3))
-				if node == nil {
-					continue
-				}
-				in := txnInput{keys: keys}
-				if rng.IntN(4) != 0 {
-					a, b := rng.IntN(4), rng.IntN(3)
-					if b >= a {
-						b++
-					}
-					in = txnInput{keys: []string{keys[a], keys[b]}, write: true, value: fmt.Sprint(seq.Add(1))}
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				call := now()
-				out, err := runTxn(ctx, node.KV(), in)
-				ret := now()
-				cancel()
-				op := porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret}
-				switch {
-				case err == nil:
-					stats.ok.Add(1)
-				case in.write && out.values != nil && (errors.Is(err, kvcluster.ErrCommitUnknown) || !kvcluster.IsRetryable(err)):
-					// Commit failed without saying whether it took effect.
-					// Its reads are checked only if it took effect, which
-					// the model cannot tell: not at all.
-					stats.ambiguous.Add(1)
-					op.Return, op.Output = math.MaxInt64, txnOutput{}
-				default:
-					stats.failed.Add(1)
-					continue
-				}
-				mu.Lock()
-				history = append(history, op)
-				mu.Unlock()
-			}
-		}()
-	}
-	rng := rand.New(rand.NewPCG(5, 6))
-	for deadline := time.Now().Add(duration); time.Now().Before(deadline); {
-		time.Sleep(time.Duration(300+rng.IntN(500)) * time.Millisecond)
-		i := rng.IntN(3)
-		c.StopNode(i)
-		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
-		if err := c.StartNode(i); err != nil {
-			close(stop)
-			wg.Wait()
-			t.Fatal(err)
+	stop := runClients(4, 13, func(client int, rng *rand.Rand) {
+		node := c.Node(rng.IntN(3))
+		if node == nil {
+			return
 		}
-	}
-	close(stop)
-	wg.Wait()
+		in := txnInput{keys: keys}
+		if rng.IntN(4) != 0 {
+			a, b := rng.IntN(4), rng.IntN(3)
+			if b >= a {
+				b++
+			}
+			in = txnInput{keys: []string{keys[a], keys[b]}, write: true, value: fmt.Sprint(seq.Add(1))}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		call := now()
+		out, err := runTxn(ctx, node.KV(), in)
+		ret := now()
+		cancel()
+		op := porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret}
+		switch {
+		case err == nil:
+			stats.ok.Add(1)
+		case in.write && out.values != nil && (errors.Is(err, kvcluster.ErrCommitUnknown) || !kvcluster.IsRetryable(err)):
+			// Commit failed without saying whether it took effect.
+			// Its reads are checked only if it took effect, which
+			// the model cannot tell: not at all.
+			stats.ambiguous.Add(1)
+			op.Return, op.Output = math.MaxInt64, txnOutput{}
+		default:
+			stats.failed.Add(1)
+			return
+		}
+		mu.Lock()
+		history = append(history, op)
+		mu.Unlock()
+	})
+	restartNodes(t, c, 3, duration, 5, stop)
+	stop()
 	t.Logf("%d transactions acknowledged, %d failed, %d ambiguous", stats.ok.Load(), stats.failed.Load(), stats.ambiguous.Load())
 	if stats.ok.Load() < 50 {
 		t.Fatalf("only %d transactions succeeded", stats.ok.Load())

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,14 +72,7 @@ var registerModel = porcupine.Model{
 // sure is left out.
 // SHALEDB_CHAOS_DURATION (e.g. 60s; make chaos) runs it longer.
 func TestLinearizable(t *testing.T) {
-	duration := 3 * time.Second
-	if v := os.Getenv("SHALEDB_CHAOS_DURATION"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			t.Fatalf("SHALEDB_CHAOS_DURATION: %v", err)
-		}
-		duration = d
-	}
+	duration := chaosDuration(t)
 	// Shards split past 24 bytes, at any key, while the history is
 	// recorded: the four keys move to shards of their own (at least one
 	// split happens in a 3 s run, despite the restarts).
@@ -101,75 +93,47 @@ func TestLinearizable(t *testing.T) {
 		history = append(history, op)
 		mu.Unlock()
 	}
-	var stats struct{ ok, failed, ambiguous, restarts atomic.Int64 }
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	var stats struct{ ok, failed, ambiguous atomic.Int64 }
 	var seq atomic.Int64
-	for client := 0; client < 6; client++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(client), 7))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				node := c.Node(rng.IntN(3))
-				if node == nil {
-					continue // stopped: pick another
-				}
-				kv := node.KV()
-				in := kvInput{key: fmt.Sprintf("lin/%d", rng.IntN(4))}
-				if rng.IntN(2) == 0 {
-					in.write, in.value = true, fmt.Sprint(seq.Add(1))
-				} else {
-					in.follower = rng.IntN(2) == 0
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				call := now()
-				out, err, ambiguous := runOp(ctx, kv, in)
-				ret := now()
-				cancel()
-				switch {
-				case err == nil:
-					stats.ok.Add(1)
-					record(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
-				case ambiguous:
-					// It may have taken effect at any time after the call.
-					stats.ambiguous.Add(1)
-					record(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: kvOutput{}, Return: math.MaxInt64})
-				default:
-					stats.failed.Add(1)
-				}
-			}
-		}()
-	}
-	// Faults: stop a node, let the others carry on, restart it.
-	rng := rand.New(rand.NewPCG(1, 2))
-	for deadline := time.Now().Add(duration); time.Now().Before(deadline); {
-		time.Sleep(time.Duration(300+rng.IntN(500)) * time.Millisecond)
-		i := rng.IntN(3)
-		c.StopNode(i)
-		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
-		if err := c.StartNode(i); err != nil {
-			close(stop)
-			wg.Wait()
-			t.Fatal(err)
+	stop := runClients(6, 7, func(client int, rng *rand.Rand) {
+		node := c.Node(rng.IntN(3))
+		if node == nil {
+			return // stopped: pick another
 		}
-		stats.restarts.Add(1)
-	}
+		kv := node.KV()
+		in := kvInput{key: fmt.Sprintf("lin/%d", rng.IntN(4))}
+		if rng.IntN(2) == 0 {
+			in.write, in.value = true, fmt.Sprint(seq.Add(1))
+		} else {
+			in.follower = rng.IntN(2) == 0
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		call := now()
+		out, err, ambiguous := runOp(ctx, kv, in)
+		ret := now()
+		cancel()
+		switch {
+		case err == nil:
+			stats.ok.Add(1)
+			record(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
+		case ambiguous:
+			// It may have taken effect at any time after the call.
+			stats.ambiguous.Add(1)
+			record(porcupine.Operation{ClientId: client, Input: in, Call: call, Output: kvOutput{}, Return: math.MaxInt64})
+		default:
+			stats.failed.Add(1)
+		}
+	})
+	restarts := restartNodes(t, c, 3, duration, 1, stop)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	shards := len(spansCovered(t, c, 3))
 	var followerReads int64
 	for i := range 3 {
 		followerReads += c.Node(i).FollowerReads()
 	}
 	t.Logf("%d operations acknowledged, %d failed, %d ambiguous, %d node restarts, %d shards; %d reads served by followers since the last restarts",
-		stats.ok.Load(), stats.failed.Load(), stats.ambiguous.Load(), stats.restarts.Load(), shards, followerReads)
+		stats.ok.Load(), stats.failed.Load(), stats.ambiguous.Load(), restarts, shards, followerReads)
 	if shards < 2 {
 		t.Errorf("only %d shards: the splits did not happen during the run", shards)
 	}
