@@ -53,14 +53,34 @@ func BenchmarkClusterVsSingleNode(b *testing.B) {
 		b.ReportMetric(float64(m.p(99))/float64(s.p(99)), "p99-ratio")
 		b.ReportMetric(m.rate/s.rate, "throughput-ratio")
 		b.Log("\n" + report)
-		if out := os.Getenv("SHALEDB_BENCH_OUT"); out != "" {
-			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-				b.Fatal(err)
-			}
-			if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
+		writeReport(b, report, false)
+	}
+}
+
+// writeReport writes a benchmark's report to the file SHALEDB_BENCH_OUT
+// names, if any (after what it holds, with appendTo).
+func writeReport(b *testing.B, report string, appendTo bool) {
+	out := os.Getenv("SHALEDB_BENCH_OUT")
+	if out == "" {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if appendTo {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	f, err := os.OpenFile(out, flags, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = f.WriteString(report)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -192,22 +212,7 @@ func BenchmarkCrossShard(b *testing.B) {
 		}
 		b.ReportMetric(float64(s1.p(99).Microseconds()), "single-p99-µs")
 		b.Log("\n" + report)
-		if out := os.Getenv("SHALEDB_BENCH_OUT"); out != "" {
-			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-				b.Fatal(err)
-			}
-			f, err := os.OpenFile(out, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, err = f.WriteString(report)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
+		writeReport(b, report, true)
 	}
 }
 
@@ -293,13 +298,6 @@ func BenchmarkMoveTenant(b *testing.B) {
 			b.ReportMetric(float64(gap.Milliseconds()), "stall-ms-"+region)
 		}
 		b.Log("\n" + report)
-		if out := os.Getenv("SHALEDB_BENCH_OUT"); out != "" {
-			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-				b.Fatal(err)
-			}
-			if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
+		writeReport(b, report, false)
 	}
 }

@@ -7,8 +7,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anishathalye/porcupine"
+
 	"github.com/shaledb/shaledb/kvcluster/raft/rafttest"
 )
+
+// checkHistory checks a history against model with porcupine, failing
+// the test with what (such as "linearizable") it is not, and a
+// visualization of it in the test's directory.
+func checkHistory(t *testing.T, model porcupine.Model, history []porcupine.Operation, what string) {
+	t.Helper()
+	res, info := porcupine.CheckOperationsVerbose(model, history, time.Minute)
+	if res == porcupine.Illegal {
+		path := t.TempDir() + "/history.html"
+		if err := porcupine.VisualizePath(model, info, path); err == nil {
+			t.Logf("visualization: %s", path)
+		}
+		t.Fatalf("the history is not %s", what)
+	}
+	if res != porcupine.Ok {
+		t.Fatalf("porcupine: %s", res)
+	}
+}
 
 // chaosDuration is how long a test that injects faults runs: 3 s, or
 // SHALEDB_CHAOS_DURATION (make chaos).

@@ -411,17 +411,7 @@ func TestCrossShardLinearizable(t *testing.T) {
 	if stats.ok.Load() < 50 {
 		t.Fatalf("only %d transactions succeeded", stats.ok.Load())
 	}
-	res, info := porcupine.CheckOperationsVerbose(multiRegisterModel, history, time.Minute)
-	if res == porcupine.Illegal {
-		path := t.TempDir() + "/history.html"
-		if err := porcupine.VisualizePath(multiRegisterModel, info, path); err == nil {
-			t.Logf("visualization: %s", path)
-		}
-		t.Fatal("the history is not strictly serializable")
-	}
-	if res != porcupine.Ok {
-		t.Fatalf("porcupine: %s", res)
-	}
+	checkHistory(t, multiRegisterModel, history, "strictly serializable")
 }
 
 // runTxn runs one transaction of the history.

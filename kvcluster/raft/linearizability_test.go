@@ -140,17 +140,7 @@ func TestLinearizable(t *testing.T) {
 	if stats.ok.Load() < 100 {
 		t.Fatalf("only %d operations succeeded", stats.ok.Load())
 	}
-	res, info := porcupine.CheckOperationsVerbose(registerModel, history, time.Minute)
-	if res == porcupine.Illegal {
-		path := t.TempDir() + "/history.html"
-		if err := porcupine.VisualizePath(registerModel, info, path); err == nil {
-			t.Logf("visualization: %s", path)
-		}
-		t.Fatal("the history is not linearizable")
-	}
-	if res != porcupine.Ok {
-		t.Fatalf("porcupine: %s", res)
-	}
+	checkHistory(t, registerModel, history, "linearizable")
 }
 
 // runOp runs one operation in a transaction of its own. ambiguous reports
