@@ -168,8 +168,14 @@ type Node struct {
 	durableC  chan struct{}
 	loopWg    sync.WaitGroup
 
-	closeMu sync.RWMutex // held shared by requests using the stores
+	// users counts the requests using the stores (use); Close waits
+	// for them once closed turns later ones away. Not a read lock: a
+	// request may serve another on this node (a read resolving an
+	// intent through the primary's leader here), and a read lock taken
+	// again behind a waiting Close would deadlock.
+	usersMu sync.Mutex
 	closed  bool
+	users   sync.WaitGroup
 
 	mu       sync.Mutex
 	replicas map[uint64]*replica
@@ -290,9 +296,10 @@ func (n *Node) Close() error {
 	n.stop()
 	// Requests being served finish (they watch stopCtx); later ones are
 	// turned away before they touch the stores.
-	n.closeMu.Lock()
+	n.usersMu.Lock()
 	n.closed = true
-	n.closeMu.Unlock()
+	n.usersMu.Unlock()
+	n.users.Wait()
 	if n.shards != nil {
 		n.shards.close()
 	}
@@ -323,12 +330,13 @@ func (n *Node) Close() error {
 
 // use admits a request to the node's stores until Close; release ends it.
 func (n *Node) use() (release func(), ok bool) {
-	n.closeMu.RLock()
+	n.usersMu.Lock()
+	defer n.usersMu.Unlock()
 	if n.closed {
-		n.closeMu.RUnlock()
 		return nil, false
 	}
-	return n.closeMu.RUnlock, true
+	n.users.Add(1)
+	return n.users.Done, true
 }
 
 // wake tells the raft loop there may be work.

@@ -76,6 +76,13 @@ type replica struct {
 	reads         map[uint64]chan uint64
 	applied       uint64
 	appliedTerm   uint64        // the term of the entry at applied
+	// durableApplied is the last entry whose effects the state machine
+	// held when the replica started: applying the log again from its
+	// snapshot skips the effects of the entries up to it. Applied again
+	// over a state that already holds later entries, a prewrite that
+	// once conflicted could now succeed — an intent the other replicas
+	// do not have, which would make this one's later outcomes differ.
+	durableApplied uint64
 	appliedC      chan struct{} // closed and replaced whenever applied grows
 	locks         lockTable     // row locks, while leading (locks.go)
 	// confPending is set while a membership change this leader proposed
@@ -200,10 +207,15 @@ func newReplica(n *Node, desc shardDesc, peers []uint64) (*replica, error) {
 			return nil, fmt.Errorf("raft: bootstrap shard %d: %w", desc.ID, err)
 		}
 	}
+	durable, err := n.sm.appliedOf(desc.ID)
+	if err != nil {
+		return nil, err
+	}
 	return &replica{
 		n: n, id: desc.ID, log: log, desc: desc, rn: rn, span: sp, conf: snap.Metadata.ConfState,
 		applied: snap.Metadata.Index, appliedTerm: snap.Metadata.Term,
-		props:    make(map[uint64]*proposal),
+		durableApplied: durable,
+		props:          make(map[uint64]*proposal),
 		reads:    make(map[uint64]chan uint64),
 		appliedC: make(chan struct{}),
 	}, nil
@@ -543,7 +555,13 @@ func (r *replica) apply(ents []raftpb.Entry) error {
 			if len(ent.Data) == 0 {
 				continue // a new leader's empty entry
 			}
-			res, err := r.applyNormal(ent.Data)
+			// An entry this node applied before it restarted is not
+			// applied again (see durableApplied).
+			redo := ent.Index <= r.durableApplied
+			res, err := r.applyNormal(ent.Data, redo)
+			if err == nil && !redo {
+				err = r.n.sm.setApplied(r.id, ent.Index)
+			}
 			if err != nil {
 				return fmt.Errorf("raft: shard %d entry %d: %w", r.id, ent.Index, err)
 			}
@@ -607,7 +625,9 @@ type appliedEntry struct {
 }
 
 // applyNormal applies a commit, drop, split, prewrite or resolve entry.
-func (r *replica) applyNormal(data []byte) (appliedEntry, error) {
+// With seen (an entry the state machine holds already), it only decodes
+// it — a split entry is applied, it changes no data.
+func (r *replica) applyNormal(data []byte, seen bool) (appliedEntry, error) {
 	switch data[0] {
 	case entryCommit:
 		e, err := decodeCommit(data)
@@ -625,6 +645,9 @@ func (r *replica) applyNormal(data []byte) (appliedEntry, error) {
 			}
 			n += int64(len(w.Key) + len(w.Value))
 		}
+		if seen {
+			return res, nil
+		}
 		res.out, err = r.n.sm.apply(e)
 		if res.out == applied {
 			r.written.Add(n)
@@ -634,6 +657,9 @@ func (r *replica) applyNormal(data []byte) (appliedEntry, error) {
 		e, err := decodeDrop(data)
 		if err != nil {
 			return appliedEntry{}, err
+		}
+		if seen {
+			return appliedEntry{id: e.ID, match: e.Ts, ts: e.Ts}, nil
 		}
 		return appliedEntry{id: e.ID, match: e.Ts, ts: e.Ts}, r.n.sm.drop(e.Prefix, r.span.Start, r.span.End, e.Ts)
 	case entrySplit:
@@ -655,6 +681,9 @@ func (r *replica) applyNormal(data []byte) (appliedEntry, error) {
 				return res, nil
 			}
 			n += int64(len(w.Key) + len(w.Value))
+		}
+		if seen {
+			return res, nil
 		}
 		var err error
 		res.out, err = r.n.sm.applyPrewrite(&e)
@@ -682,6 +711,9 @@ func (r *replica) applyNormal(data []byte) (appliedEntry, error) {
 		}
 		if !e.Forget {
 			res.unlock = e.StartTs
+		}
+		if seen {
+			return res, nil
 		}
 		var err error
 		res.out, res.commitTs, err = r.n.sm.applyResolve(&e)

@@ -151,6 +151,8 @@ func (r *replica) restored(snap raftpb.Snapshot) error {
 	defer r.mu.Unlock()
 	r.span, r.conf = sp, snap.Metadata.ConfState
 	r.applied = snap.Metadata.Index
+	// The copied data holds at least the entries up to the snapshot.
+	r.durableApplied = max(r.durableApplied, snap.Metadata.Index)
 	r.appliedTerm = snap.Metadata.Term
 	r.checkpoint = nil
 	r.sizeKnown = false

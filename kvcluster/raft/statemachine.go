@@ -2,6 +2,7 @@ package raft
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -45,7 +46,43 @@ const (
 	spaceData    byte = 1
 	spaceIntents byte = 2
 	spaceRecords byte = 3
+	spaceApplied byte = 4 // per shard: the last log entry applied
 )
+
+func appliedKey(shard uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{spaceApplied}, shard)
+}
+
+// setApplied records that the effects of shard's log up to index are in
+// the state machine (written after them: a crash that keeps it keeps
+// them).
+func (sm *stateMachine) setApplied(shard, index uint64) error {
+	return sm.metaWrite(func(wtxn *badger.Txn) error {
+		return wtxn.Set(appliedKey(shard), binary.BigEndian.AppendUint64(nil, index))
+	})
+}
+
+// appliedOf returns the last entry of shard's log setApplied recorded.
+func (sm *stateMachine) appliedOf(shard uint64) (uint64, error) {
+	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
+	defer rtxn.Discard()
+	item, err := rtxn.Get(appliedKey(shard))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, storeErr("read applied index", err)
+	}
+	var index uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("%w: applied index of %d bytes", errBadEntry, len(v))
+		}
+		index = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return index, err
+}
 
 // dataKey is key's Badger key in the data space.
 func dataKey(key []byte) []byte { return spaceKey(spaceData, key) }
