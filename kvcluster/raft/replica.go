@@ -75,7 +75,7 @@ type replica struct {
 	props         map[uint64]*proposal
 	reads         map[uint64]chan uint64
 	applied       uint64
-	appliedTerm   uint64        // the term of the entry at applied
+	appliedTerm   uint64 // the term of the entry at applied
 	// durableApplied is the last entry whose effects the state machine
 	// held when the replica started: applying the log again from its
 	// snapshot skips the effects of the entries up to it. Applied again
@@ -83,8 +83,8 @@ type replica struct {
 	// once conflicted could now succeed — an intent the other replicas
 	// do not have, which would make this one's later outcomes differ.
 	durableApplied uint64
-	appliedC      chan struct{} // closed and replaced whenever applied grows
-	locks         lockTable     // row locks, while leading (locks.go)
+	appliedC       chan struct{} // closed and replaced whenever applied grows
+	locks          lockTable     // row locks, while leading (locks.go)
 	// confPending is set while a membership change this leader proposed
 	// is not applied yet (repair.go); raft may drop one, so it expires.
 	confPending      bool
@@ -216,8 +216,8 @@ func newReplica(n *Node, desc shardDesc, peers []uint64) (*replica, error) {
 		applied: snap.Metadata.Index, appliedTerm: snap.Metadata.Term,
 		durableApplied: durable,
 		props:          make(map[uint64]*proposal),
-		reads:    make(map[uint64]chan uint64),
-		appliedC: make(chan struct{}),
+		reads:          make(map[uint64]chan uint64),
+		appliedC:       make(chan struct{}),
 	}, nil
 }
 
