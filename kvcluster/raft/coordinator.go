@@ -18,46 +18,47 @@ import (
 // errStoppedAfterPhase: a test stopped a commit after its first phase.
 var errStoppedAfterPhase = errors.New("raft: commit stopped after prewriting (test)")
 
-// writeGroup is a transaction's writes to one shard.
-type writeGroup struct {
-	d      shardDesc
-	writes []mutation
+// shardGroup is items (keys, or writes) of one shard.
+type shardGroup[T any] struct {
+	d     shardDesc
+	items []T
 }
 
-// groupWrites groups writes (in key order) by shard.
-func (n *Node) groupWrites(ctx context.Context, writes []mutation) ([]writeGroup, error) {
-	var out []writeGroup
-	for _, w := range writes {
-		if len(out) > 0 && out[len(out)-1].d.contains(w.Key) {
-			out[len(out)-1].writes = append(out[len(out)-1].writes, w)
+// groupByShard groups items by the shard the map holds their keys in,
+// shards in the order they are first met.
+func groupByShard[T any](ctx context.Context, n *Node, items []T, key func(T) []byte) ([]shardGroup[T], error) {
+	var out []shardGroup[T]
+	index := map[uint64]int{}
+	for _, it := range items {
+		k := key(it)
+		if len(out) > 0 && out[len(out)-1].d.contains(k) {
+			out[len(out)-1].items = append(out[len(out)-1].items, it)
 			continue
 		}
-		d, err := n.shards.lookup(ctx, w.Key)
+		d, err := n.shards.lookup(ctx, k)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, writeGroup{d: d, writes: []mutation{w}})
-	}
-	// Keys in order visit a shard once, but a stale map may interleave.
-	merged := out[:0]
-	index := map[uint64]int{}
-	for _, g := range out {
-		if i, ok := index[g.d.ID]; ok {
-			merged[i].writes = append(merged[i].writes, g.writes...)
+		if i, ok := index[d.ID]; ok {
+			out[i].items = append(out[i].items, it)
 			continue
 		}
-		index[g.d.ID] = len(merged)
-		merged = append(merged, g)
+		index[d.ID] = len(out)
+		out = append(out, shardGroup[T]{d: d, items: []T{it}})
 	}
-	return merged, nil
+	return out, nil
 }
+
+func mutationKey(m mutation) []byte { return m.Key }
+
+func sameKey(k []byte) []byte { return k }
 
 // commitCrossShard commits writes that span shards in two phases. The
 // primary key is the first written.
 func (t *txn) commitCrossShard(ctx context.Context, writes []mutation) error {
 	n := t.kv.n
 	primary := writes[0].Key
-	groups, err := n.groupWrites(ctx, writes)
+	groups, err := groupByShard(ctx, n, writes, mutationKey)
 	if err != nil {
 		return err
 	}
@@ -66,7 +67,7 @@ func (t *txn) commitCrossShard(ctx context.Context, writes []mutation) error {
 		if g.d.ID == groups[0].d.ID {
 			continue
 		}
-		for _, w := range g.writes {
+		for _, w := range g.items {
 			secondaries = append(secondaries, w.Key)
 		}
 	}
@@ -85,7 +86,7 @@ func (t *txn) commitCrossShard(ctx context.Context, writes []mutation) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = n.prewriteWrites(octx, t.startTs, primary, secondaries, g.writes)
+			errs[i] = n.prewriteWrites(octx, t.startTs, primary, secondaries, g.items)
 		}()
 	}
 	wg.Wait()
@@ -102,7 +103,7 @@ func (t *txn) commitCrossShard(ctx context.Context, writes []mutation) error {
 	}
 	// Phase 2: decide on the primary's shard.
 	var primaryKeys [][]byte
-	for _, w := range groups[0].writes {
+	for _, w := range groups[0].items {
 		primaryKeys = append(primaryKeys, w.Key)
 	}
 	commitTs, err := t.decide(octx, primary, primaryKeys)
@@ -151,13 +152,13 @@ func containsKey(keys [][]byte, k []byte) bool {
 // prewriteWrites prewrites writes (of one shard, as the map said) on
 // their shards' leaders, regrouping them if the map was stale.
 func (n *Node) prewriteWrites(ctx context.Context, startTs uint64, primary []byte, secondaries [][]byte, writes []mutation) error {
-	groups, err := n.groupWrites(ctx, writes)
+	groups, err := groupByShard(ctx, n, writes, mutationKey)
 	if err != nil {
 		return err
 	}
 	for _, g := range groups {
-		a := &PrewriteArgs{Shard: g.d.ID, StartTs: startTs, Primary: primary, Node: n.id, Writes: g.writes}
-		for _, w := range g.writes {
+		a := &PrewriteArgs{Shard: g.d.ID, StartTs: startTs, Primary: primary, Node: n.id, Writes: g.items}
+		for _, w := range g.items {
 			if bytes.Equal(w.Key, primary) {
 				a.Secondaries = secondaries
 			}
@@ -172,7 +173,7 @@ func (n *Node) prewriteWrites(ctx context.Context, startTs uint64, primary []byt
 			if err := n.shards.stale(ctx); err != nil {
 				return err
 			}
-			if err := n.prewriteWrites(ctx, startTs, primary, secondaries, g.writes); err != nil {
+			if err := n.prewriteWrites(ctx, startTs, primary, secondaries, g.items); err != nil {
 				return err
 			}
 		default:

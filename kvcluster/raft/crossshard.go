@@ -223,7 +223,8 @@ func (r *replica) clearIntents(ctx context.Context, ts uint64, writes []mutation
 		}
 		found = append(found, ins...)
 	}
-	return r.resolveFound(ctx, 0, ts, found)
+	_, err := r.resolveFound(ctx, 0, ts, found)
+	return err
 }
 
 func sortedKeys(writes []mutation) [][]byte {
@@ -383,17 +384,11 @@ func (r *replica) resolveIntents(ctx context.Context, ts, owner uint64, rk readK
 	if err != nil || len(found) == 0 {
 		return false, err
 	}
-	committed := false
-	err = r.resolveFoundReport(ctx, owner, ts, found, &committed)
-	return committed, err
+	return r.resolveFound(ctx, owner, ts, found)
 }
 
-func (r *replica) resolveFound(ctx context.Context, owner, ts uint64, found []keyedIntent) error {
-	var committed bool
-	return r.resolveFoundReport(ctx, owner, ts, found, &committed)
-}
-
-func (r *replica) resolveFoundReport(ctx context.Context, owner, ts uint64, found []keyedIntent, committed *bool) error {
+// resolveFound is resolveIntents for the intents found.
+func (r *replica) resolveFound(ctx context.Context, owner, ts uint64, found []keyedIntent) (committed bool, err error) {
 	byTxn := map[uint64][]keyedIntent{}
 	var order []uint64
 	for _, in := range found {
@@ -410,7 +405,7 @@ func (r *replica) resolveFoundReport(ctx context.Context, owner, ts uint64, foun
 		st, err := r.n.checkTxn(ctx, &CheckTxnArgs{Primary: ins[0].Primary, StartTs: start, ReaderTs: ts,
 			Node: ins[0].Node, Rollback: true})
 		if err != nil {
-			return err
+			return committed, err
 		}
 		if st.State == TxnPending {
 			continue
@@ -420,13 +415,11 @@ func (r *replica) resolveFoundReport(ctx context.Context, owner, ts uint64, foun
 			keys[i] = in.Key
 		}
 		if _, err := r.resolveTxn(ctx, &ResolveArgs{StartTs: start, CommitTs: st.CommitTs, Primary: ins[0].Primary, Keys: keys}); err != nil {
-			return err
+			return committed, err
 		}
-		if st.State == TxnCommitted {
-			*committed = true
-		}
+		committed = committed || st.State == TxnCommitted
 	}
-	return nil
+	return committed, nil
 }
 
 // checkTxn asks the leader of a's primary key (a.Shard is found here).
@@ -482,25 +475,16 @@ const recordKeep = 45 * time.Second
 // records.
 const sweepInterval = time.Second
 
-// sweepLoop sweeps the intents and records of the shards this node leads
-// (a loop of its own: resolving may wait for other shards' leaders).
-func (n *Node) sweepLoop() {
-	defer n.loopWg.Done()
-	t := time.NewTicker(sweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stopCtx.Done():
-			return
-		case <-t.C:
+// sweepRound sweeps the intents and records of the shards this node
+// leads (every sweepInterval, apart from the repair loop: resolving may
+// wait for other shards' leaders).
+func (n *Node) sweepRound() {
+	for _, r := range n.replicaList() {
+		ctx, cancel := context.WithTimeout(n.stopCtx, 10*time.Second)
+		if err := r.sweep(ctx); err != nil && n.stopCtx.Err() == nil {
+			n.log.Warn("intent sweep", "shard", r.id, "err", err)
 		}
-		for _, r := range n.replicaList() {
-			ctx, cancel := context.WithTimeout(n.stopCtx, 10*time.Second)
-			if err := r.sweep(ctx); err != nil && n.stopCtx.Err() == nil {
-				n.log.Warn("intent sweep", "shard", r.id, "err", err)
-			}
-			cancel()
-		}
+		cancel()
 	}
 }
 
@@ -539,7 +523,7 @@ func (r *replica) sweep(ctx context.Context) error {
 		// Read as of old: the primaries' floors rise to a timestamp
 		// sweepAge old, which holds back no commit; live transactions
 		// are left alone.
-		if err := r.resolveFound(ctx, 0, old, stale); err != nil {
+		if _, err := r.resolveFound(ctx, 0, old, stale); err != nil {
 			return err
 		}
 	}
@@ -583,63 +567,31 @@ func tsBefore(ts uint64, d time.Duration) uint64 {
 // resolveKeys commits (commitTs > 0) or rolls back a decided
 // transaction's intents of keys, shard by shard.
 func (n *Node) resolveKeys(ctx context.Context, startTs, commitTs uint64, primary []byte, keys [][]byte) error {
-	groups, err := n.groupKeys(ctx, keys)
+	groups, err := groupByShard(ctx, n, keys, sameKey)
 	if err != nil {
 		return err
 	}
 	for _, g := range groups {
-		for {
-			a := &ResolveArgs{Shard: g.d.ID, StartTs: startTs, CommitTs: commitTs, Primary: primary, Keys: g.keys}
-			var reply ResolveReply
-			if err := n.onLeader(ctx, g.d, "Resolve", a, &reply, func() {
-				reply = n.serveResolve(ctx, a)
-			}); err != nil {
+		a := &ResolveArgs{Shard: g.d.ID, StartTs: startTs, CommitTs: commitTs, Primary: primary, Keys: g.items}
+		var reply ResolveReply
+		if err := n.onLeader(ctx, g.d, "Resolve", a, &reply, func() {
+			reply = n.serveResolve(ctx, a)
+		}); err != nil {
+			return err
+		}
+		switch reply.Status {
+		case StatusOK:
+		case StatusWrongShard:
+			// A split moved some of them: group them again.
+			if err := n.shards.stale(ctx); err != nil {
 				return err
 			}
-			if reply.Status == StatusWrongShard {
-				if err := n.shards.stale(ctx); err != nil {
-					return err
-				}
-				return n.resolveKeys(ctx, startTs, commitTs, primary, g.keys)
+			if err := n.resolveKeys(ctx, startTs, commitTs, primary, g.items); err != nil {
+				return err
 			}
-			if reply.Status != StatusOK {
-				return fmt.Errorf("raft: resolve transaction %d on shard %d: %w", startTs, g.d.ID, statusError(ctx, reply.Status, reply.Err))
-			}
-			break
+		default:
+			return fmt.Errorf("raft: resolve transaction %d on shard %d: %w", startTs, g.d.ID, statusError(ctx, reply.Status, reply.Err))
 		}
 	}
 	return nil
-}
-
-// keyGroup is keys of one shard.
-type keyGroup struct {
-	d    shardDesc
-	keys [][]byte
-}
-
-// groupKeys groups keys by the shard the map holds them in, in key order.
-func (n *Node) groupKeys(ctx context.Context, keys [][]byte) ([]keyGroup, error) {
-	var out []keyGroup
-	for _, k := range keys {
-		if len(out) > 0 && out[len(out)-1].d.contains(k) {
-			out[len(out)-1].keys = append(out[len(out)-1].keys, k)
-			continue
-		}
-		d, err := n.shards.lookup(ctx, k)
-		if err != nil {
-			return nil, err
-		}
-		found := false
-		for i := range out {
-			if out[i].d.ID == d.ID {
-				out[i].keys = append(out[i].keys, k)
-				found = true
-				break
-			}
-		}
-		if !found {
-			out = append(out, keyGroup{d: d, keys: [][]byte{k}})
-		}
-	}
-	return out, nil
 }

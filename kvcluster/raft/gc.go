@@ -25,26 +25,16 @@ import (
 // errSnapshotTooOld: a read below the leader's discard timestamp.
 var errSnapshotTooOld = fmt.Errorf("raft: snapshot too old: its versions may have been discarded")
 
-// gcLoop advances the node's discard timestamp every interval.
-func (n *Node) gcLoop(interval time.Duration) {
-	defer n.loopWg.Done()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stopCtx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(n.stopCtx, interval+5*time.Second)
-		d, err := n.safeDiscardTs(ctx)
-		cancel()
-		if err != nil {
-			n.log.Debug("version gc: no discard timestamp this round", "err", err)
-			continue
-		}
-		n.raiseDiscardTs(d)
+// gcRound advances the node's discard timestamp (every interval).
+func (n *Node) gcRound(interval time.Duration) {
+	ctx, cancel := context.WithTimeout(n.stopCtx, interval+5*time.Second)
+	d, err := n.safeDiscardTs(ctx)
+	cancel()
+	if err != nil {
+		n.log.Debug("version gc: no discard timestamp this round", "err", err)
+		return
 	}
+	n.raiseDiscardTs(d)
 }
 
 // safeDiscardTs returns a timestamp below which no live node's open or

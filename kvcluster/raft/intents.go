@@ -73,26 +73,24 @@ func recordKey(primary []byte, startTs uint64) []byte {
 func recordPrimary(k []byte) []byte { return k[1 : len(k)-8] }
 func recordStart(k []byte) uint64   { return binary.BigEndian.Uint64(k[len(k)-8:]) }
 
-// loadMeta finds the newest version of the intent and record spaces and
-// counts the live intents (at open).
+// loadMeta finds the newest version of the intent, record and applied
+// spaces and counts the live intents (at open). It reads only each key's
+// newest version (deletions included), skipping the older ones: a key
+// rewritten with every entry (the applied index) has many.
 func (sm *stateMachine) loadMeta() error {
 	rtxn := sm.db.NewTransactionAt(math.MaxUint64, false)
 	defer rtxn.Discard()
-	it := rtxn.NewIterator(badger.IteratorOptions{AllVersions: true, Prefix: nil})
+	it := rtxn.NewIterator(badger.IteratorOptions{AllVersions: true})
 	defer it.Close()
 	var top uint64
 	var live int64
-	var last []byte
-	for it.Seek([]byte{spaceIntents}); it.Valid(); it.Next() {
+	for it.Seek([]byte{spaceIntents}); it.Valid(); {
 		item := it.Item()
 		top = max(top, item.Version())
-		if item.Key()[0] == spaceIntents && !bytes.Equal(item.Key(), last) {
-			// The first version met is the newest.
-			last = item.KeyCopy(last[:0])
-			if !item.IsDeletedOrExpired() {
-				live++
-			}
+		if item.Key()[0] == spaceIntents && !item.IsDeletedOrExpired() {
+			live++
 		}
+		it.Seek(append(item.KeyCopy(nil), 0)) // the next key
 	}
 	sm.raiseMetaTs(top)
 	sm.intents.Store(live)

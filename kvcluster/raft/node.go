@@ -238,15 +238,32 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if err = startShardMap(ctx, n); err != nil {
 		return nil, err
 	}
-	n.loopWg.Add(2)
-	go n.repairLoop()
-	go n.sweepLoop()
+	n.every(repairInterval, n.repairRound())
+	n.every(sweepInterval, n.sweepRound)
 	if opts.GCInterval > 0 {
-		n.loopWg.Add(1)
-		go n.gcLoop(opts.GCInterval)
+		n.every(opts.GCInterval, func() { n.gcRound(opts.GCInterval) })
 	}
 	ok = true
 	return n, nil
+}
+
+// every runs fn every interval, on a goroutine of its own, until the
+// node stops.
+func (n *Node) every(interval time.Duration, fn func()) {
+	n.loopWg.Add(1)
+	go func() {
+		defer n.loopWg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.stopCtx.Done():
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
 }
 
 // ID is the node's id in the cluster.

@@ -125,7 +125,7 @@ func (r *replica) place(ctx context.Context, nodes []registry.Node, desc shardDe
 	}
 	var candidate uint64
 	if misplaced {
-		candidate = r.n.pickNodeWhere(nodes, voters, fits)
+		candidate = pickNodeWhere(nodes, voters, fits, load)
 	} else if region == "" && time.Since(r.balanced) >= balanceInterval {
 		candidate = r.n.balanceTarget(r.id, nodes, load)
 	}
@@ -181,9 +181,8 @@ func (n *Node) replicaLoad() map[uint64]int {
 }
 
 // pickNodeWhere chooses a live node outside members for which fits
-// holds, the one holding the fewest replicas, lowest id first.
-func (n *Node) pickNodeWhere(nodes []registry.Node, members []uint64, fits func(uint64) bool) uint64 {
-	load := n.replicaLoad()
+// holds, the one holding the fewest replicas (load), lowest id first.
+func pickNodeWhere(nodes []registry.Node, members []uint64, fits func(uint64) bool, load map[uint64]int) uint64 {
 	var best uint64
 	for _, nd := range nodes {
 		if !nd.Alive || slices.Contains(members, nd.ID) || !fits(nd.ID) {

@@ -28,54 +28,50 @@ const (
 	confPendingMax = 10 * time.Second
 )
 
-func (n *Node) repairLoop() {
-	defer n.loopWg.Done()
+// repairRound returns the repair loop's round (every repairInterval): it
+// follows the nodes' liveness, releases dead nodes' locks, and has each
+// leader repair, publish, split and place its shard.
+func (n *Node) repairRound() func() {
 	deadSince := map[uint64]time.Time{}
-	t := time.NewTicker(repairInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stopCtx.Done():
-			return
-		case <-t.C:
-		}
+	return func() {
 		n.shards.reconcile()
 		ctx, cancel := context.WithTimeout(n.stopCtx, 2*time.Second)
+		defer cancel()
 		nodes, err := n.reg.Nodes(ctx)
 		if err == nil {
 			err = n.loadPlacements(ctx)
 		}
-		if err == nil {
-			now := time.Now()
-			for _, nd := range nodes {
-				if nd.Alive {
-					delete(deadSince, nd.ID)
-				} else if _, ok := deadSince[nd.ID]; !ok {
-					deadSince[nd.ID] = now
-				}
-			}
-			// A node counts as gone for its locks once it has been dead
-			// for a lease period more: a lease can lapse under load.
-			alive := map[uint64]bool{}
-			for _, nd := range nodes {
-				since, dead := deadSince[nd.ID]
-				alive[nd.ID] = !dead || time.Since(since) < n.opts.LeaseTTL
-			}
-			n.alive.Store(&alive)
-			for _, r := range n.replicaList() {
-				r.releaseDead(alive)
-				if err := r.repair(ctx, nodes, deadSince); err != nil && n.stopCtx.Err() == nil {
-					n.log.Warn("replica repair", "shard", r.id, "err", err)
-				}
-				if err := r.syncMap(ctx); err != nil && n.stopCtx.Err() == nil {
-					n.log.Warn("shard map", "shard", r.id, "err", err)
-				}
-				if err := r.maybeSplit(ctx); err != nil && n.stopCtx.Err() == nil {
-					n.log.Warn("shard split", "shard", r.id, "err", err)
-				}
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		for _, nd := range nodes {
+			if nd.Alive {
+				delete(deadSince, nd.ID)
+			} else if _, ok := deadSince[nd.ID]; !ok {
+				deadSince[nd.ID] = now
 			}
 		}
-		cancel()
+		// A node counts as gone for its locks once it has been dead
+		// for a lease period more: a lease can lapse under load.
+		alive := map[uint64]bool{}
+		for _, nd := range nodes {
+			since, dead := deadSince[nd.ID]
+			alive[nd.ID] = !dead || time.Since(since) < n.opts.LeaseTTL
+		}
+		n.alive.Store(&alive)
+		for _, r := range n.replicaList() {
+			r.releaseDead(alive)
+			if err := r.repair(ctx, nodes, deadSince); err != nil && n.stopCtx.Err() == nil {
+				n.log.Warn("replica repair", "shard", r.id, "err", err)
+			}
+			if err := r.syncMap(ctx); err != nil && n.stopCtx.Err() == nil {
+				n.log.Warn("shard map", "shard", r.id, "err", err)
+			}
+			if err := r.maybeSplit(ctx); err != nil && n.stopCtx.Err() == nil {
+				n.log.Warn("shard split", "shard", r.id, "err", err)
+			}
+		}
 	}
 }
 
@@ -130,7 +126,7 @@ func (r *replica) repair(ctx context.Context, nodes []registry.Node, deadSince m
 	for _, nd := range nodes {
 		regionOf[nd.ID] = nd.Region
 	}
-	candidate := r.n.pickNodeWhere(nodes, voters, func(id uint64) bool { return region == "" || regionOf[id] == region })
+	candidate := pickNodeWhere(nodes, voters, func(id uint64) bool { return region == "" || regionOf[id] == region }, r.n.replicaLoad())
 	if candidate == 0 {
 		return nil // no live node to move to: stay under-replicated
 	}

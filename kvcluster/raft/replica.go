@@ -624,6 +624,19 @@ type appliedEntry struct {
 	unlock        uint64 // a transaction whose row locks here go
 }
 
+// spanBytes returns the bytes writes write, or false if a key lies
+// outside the span: an entry ordered after a split that moved the key,
+// refused alike on every replica (apply loop).
+func (r *replica) spanBytes(writes []mutation) (n int64, ok bool) {
+	for _, w := range writes {
+		if !r.span.contains(w.Key) {
+			return 0, false
+		}
+		n += int64(len(w.Key) + len(w.Value))
+	}
+	return n, true
+}
+
 // applyNormal applies a commit, drop, split, prewrite or resolve entry.
 // With seen (an entry the state machine holds already), it only decodes
 // it — a split entry is applied, it changes no data.
@@ -635,15 +648,10 @@ func (r *replica) applyNormal(data []byte, seen bool) (appliedEntry, error) {
 			return appliedEntry{}, err
 		}
 		res := appliedEntry{id: e.ID, match: e.CommitTs, ts: e.CommitTs}
-		var n int64
-		for _, w := range e.Writes {
-			if !r.span.contains(w.Key) {
-				// Ordered after a split that moved the key: refused
-				// alike on every replica.
-				res.out = wrongShard
-				return res, nil
-			}
-			n += int64(len(w.Key) + len(w.Value))
+		n, ok := r.spanBytes(e.Writes)
+		if !ok {
+			res.out = wrongShard
+			return res, nil
 		}
 		if seen {
 			return res, nil
@@ -674,13 +682,10 @@ func (r *replica) applyNormal(data []byte, seen bool) (appliedEntry, error) {
 			return appliedEntry{}, err
 		}
 		res := appliedEntry{id: e.ID, match: e.StartTs}
-		var n int64
-		for _, w := range e.Writes {
-			if !r.span.contains(w.Key) {
-				res.out = wrongShard
-				return res, nil
-			}
-			n += int64(len(w.Key) + len(w.Value))
+		n, ok := r.spanBytes(e.Writes)
+		if !ok {
+			res.out = wrongShard
+			return res, nil
 		}
 		if seen {
 			return res, nil
